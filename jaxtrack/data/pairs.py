@@ -1,0 +1,131 @@
+"""Training pairs for Siamese trackers: exemplar/search crops with their label geometry.
+
+Two honest sources (see DEVELOPERS.md: never benchmark sequences):
+
+* ``image_pair``: one photograph makes a pair, as ATOM makes pairs from COCO: a random
+  box is the target; the search view is the same image under a random similarity
+  transform (shift, scale, small rotation) with photometric jitter and blur;
+* ``sequence_pair``: two frames of one (synthetic or packed) sequence within ``max_gap``.
+
+``crop_pair`` turns (image_z, box_z, image_x, box_x) into SiamFC training crops: the
+exemplar (context 0.5, ``exemplar_size``) centred on the target, and the search crop
+(``instance_size``) centred on the target plus a random shift, returned with the
+target's offset from the search-crop centre in crop pixels, so labels can be centred
+exactly where the target is. Every random choice draws from the ``numpy.random.Generator``
+passed in. Crops are one ``cv2.warpAffine`` each (bilinear, mean-colour border), the
+same sampling as :func:`jaxtrack.ops.crop_patch`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+
+class Pair(NamedTuple):
+    z: np.ndarray        # uint8 [Ez, Ez, 3] exemplar crop
+    x: np.ndarray        # uint8 [Ex, Ex, 3] search crop
+    offset: np.ndarray   # float32 (2,) target centre minus search-crop centre, crop pixels (dx, dy)
+
+
+def _affine_crop(image, center, side, out_size, angle=0.0, fill=None):
+    """Crop a ``side``-pixel square around ``center`` (continuous coords), rotated by
+    ``angle`` degrees, onto ``out_size`` pixels."""
+    if fill is None:
+        fill = image.reshape(-1, image.shape[-1]).mean(0)
+    s = out_size / side
+    a = np.deg2rad(angle)
+    c, sn = np.cos(a) * s, np.sin(a) * s
+    # maps continuous image coords to continuous crop coords; cv2 works on pixel centres,
+    # which shifts both sides by 0.5 (handled in the translation)
+    cx, cy = center
+    m = np.array([[c, sn, 0.0], [-sn, c, 0.0]])
+    m[:, 2] = out_size / 2 - m[:, :2] @ np.array([cx, cy])
+    m[:, 2] += m[:, :2] @ np.array([0.5, 0.5]) - 0.5
+    return cv2.warpAffine(image, m, (out_size, out_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fill))
+
+
+def context_side(box, context: float = 0.5) -> float:
+    """SiamFC exemplar side: sqrt((w + p)(h + p)), p = context * (w + h)."""
+    w, h = box[2], box[3]
+    p = context * (w + h)
+    return float(np.sqrt((w + p) * (h + p)))
+
+
+def crop_pair(rng: np.random.Generator, image_z, box_z, image_x, box_x, *,
+              exemplar_size=127, instance_size=255, context=0.5, max_shift=32,
+              max_stretch=0.05, max_angle=0.0, color_jitter=0.0, blur_prob=0.0) -> Pair:
+    """SiamFC crops of one pair (boxes in jaxtrack xywh), with shift/stretch augmentation."""
+    cz = np.asarray(box_z[:2]) + np.asarray(box_z[2:]) / 2
+    cx = np.asarray(box_x[:2]) + np.asarray(box_x[2:]) / 2
+    z_side = context_side(box_z, context) * (1 + rng.uniform(-max_stretch, max_stretch))
+    x_side = context_side(box_x, context) * instance_size / exemplar_size
+    x_side *= 1 + rng.uniform(-max_stretch, max_stretch)
+    shift = rng.uniform(-max_shift, max_shift, 2)                 # search-crop pixels
+    angle = rng.uniform(-max_angle, max_angle) if max_angle else 0.0
+    z = _affine_crop(image_z, cz, z_side, exemplar_size)
+    # the search crop is centred off the target by ``shift`` (in crop pixels)
+    x_center = cx - shift * x_side / instance_size
+    x = _affine_crop(image_x, x_center, x_side, instance_size, angle)
+    x = _photometric(rng, x, color_jitter, blur_prob)
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    return Pair(z, x, (rot @ shift).astype(np.float32))
+
+
+def _photometric(rng, img, jitter, blur_prob):
+    out = img
+    if jitter > 0:
+        gain = 1 + rng.uniform(-jitter, jitter, 3)
+        bias = rng.uniform(-jitter, jitter) * 64
+        out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    if blur_prob > 0 and rng.uniform() < blur_prob:
+        k = int(rng.choice([3, 5, 7]))
+        out = cv2.GaussianBlur(out, (k, k), 0)
+    return out
+
+
+def random_box(rng: np.random.Generator, hw, min_frac=0.08, max_frac=0.45):
+    """A random target box inside an image of size ``hw``, aspect ratio in [1/2, 2]."""
+    h, w = hw
+    area = rng.uniform(min_frac, max_frac) ** 2 * h * w
+    aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+    bw = min(np.sqrt(area * aspect), 0.9 * w)
+    bh = min(np.sqrt(area / aspect), 0.9 * h)
+    x = rng.uniform(0, w - bw)
+    y = rng.uniform(0, h - bh)
+    return np.array([x, y, bw, bh], np.float64)
+
+
+def image_pair(rng: np.random.Generator, image, max_scale=0.25, max_angle=15.0):
+    """(image_z, box_z, image_x, box_x) from one photograph: the search view is the image
+    under a random similarity transform, the target box moves with it."""
+    h, w = image.shape[:2]
+    box = random_box(rng, (h, w))
+    for _ in range(5):                       # prefer textured targets over flat sky
+        x0, y0, bw, bh = box.astype(int)
+        if image[y0:y0 + max(bh, 1), x0:x0 + max(bw, 1)].std() > 12:
+            break
+        box = random_box(rng, (h, w))
+    s = np.exp(rng.uniform(-max_scale, max_scale))
+    angle = rng.uniform(-max_angle, max_angle)
+    c = box[:2] + box[2:] / 2
+    t = rng.uniform(-0.3, 0.3, 2) * box[2:]
+    m = cv2.getRotationMatrix2D((float(c[0] - 0.5), float(c[1] - 0.5)), angle, s)
+    m[:, 2] += t
+    warped = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    c2 = m[:, :2] @ (c - 0.5) + m[:, 2] + 0.5
+    size2 = box[2:] * s
+    box_x = np.concatenate([c2 - size2 / 2, size2])
+    return image, box, warped, box_x
+
+
+def sequence_pair(rng: np.random.Generator, seq, max_gap: int = 50):
+    """(image_z, box_z, image_x, box_x) from two annotated frames of ``seq``."""
+    valid = np.flatnonzero(np.all(np.isfinite(seq.gt), 1) & (seq.gt[:, 2] > 1) & (seq.gt[:, 3] > 1))
+    i = int(rng.choice(valid))
+    near = valid[np.abs(valid - i) <= max_gap]
+    j = int(rng.choice(near))
+    return seq.frame(i), seq.gt[i], seq.frame(j), seq.gt[j]

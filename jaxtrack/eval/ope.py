@@ -1,0 +1,306 @@
+"""One-pass evaluation (OPE): run a tracker over sequences, record results, score them.
+
+Result layout (that of got10k's OTB/LaSOT experiments and of pytracking)::
+
+    <results_root>/<tracker_name>/<seq.name>.txt              one "x,y,w,h" line per frame
+    <results_root>/<tracker_name>/times/<seq.name>_time.txt   one seconds-per-frame line per frame
+    <results_root>/<tracker_name>/metrics.json, metrics.md, success.png, precision.png
+
+Boxes are written in the *dataset's* convention (``boxes.to_dataset`` with
+``seq.index_base``: 1-based for OTB/LaSOT, 0-based for GOT-10k), so the files can be
+scored by got10k, pytracking or any other toolkit unchanged.
+
+Runs are resumable: every file is written atomically (``jaxtrack.fileio``), and a
+sequence whose result and times files are both complete is skipped. A partial or
+unparsable file (from another tool, or edited by hand) is detected and redone.
+
+Speed: ``fps`` counts frames ``1..N-1`` only: frame 0's time is the initialisation
+(and, in JAX, mostly compilation), which would otherwise dominate short sequences.
+The mean fps is the total of those frames over the total of their times.
+"""
+from __future__ import annotations
+
+import math
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from jaxtrack import boxes as B
+from jaxtrack.eval import metrics as M
+from jaxtrack.eval.plots import format_score, plot_success_precision
+from jaxtrack.fileio import atomic_write_json, atomic_write_text
+
+FPS_NOTE = "fps excludes frame 0 (initialisation): (frames - 1) / sum(times[1:])"
+_SEP = re.compile(r"[,\t; ]+")
+
+
+# ----------------------------------------------------------------------------- files
+
+def result_paths(tracker_dir, seq_name: str) -> tuple[Path, Path]:
+    """``(<dir>/<seq>.txt, <dir>/times/<seq>_time.txt)``, got10k's layout."""
+    d = Path(tracker_dir)
+    return d / f"{seq_name}.txt", d / "times" / f"{seq_name}_time.txt"
+
+
+def format_rows(values: np.ndarray, fmt: str) -> str:
+    """One comma-separated line per row (NaN written as ``nan``, which every reader parses)."""
+    values = np.asarray(values, np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    return "".join(",".join(fmt % v for v in row) + "\n" for row in values)
+
+
+def read_table(path, ncols: int | None) -> np.ndarray:
+    """Read a numeric text file with ``ncols`` values per line, separated by commas,
+    tabs, semicolons or spaces (got10k, pytracking and the MATLAB toolkits differ).
+
+    Blank lines are skipped. Raises ``ValueError`` on any line that is not exactly
+    ``ncols`` numbers (``None``: as many as the first line), so a truncated or garbled
+    file is never silently accepted.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = _SEP.split(line)
+            ncols = ncols or len(parts)
+            if len(parts) != ncols:
+                raise ValueError(f"{path}:{lineno}: expected {ncols} values, got {len(parts)}")
+            try:
+                rows.append([float(p) for p in parts])
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: {e}") from None
+    return np.asarray(rows, np.float64).reshape(-1, ncols or 1)
+
+
+def read_boxes(path) -> np.ndarray:
+    """(N, 4) boxes of a result file, as written (dataset convention)."""
+    return read_table(path, 4)
+
+
+def read_times(path, strict: bool = False) -> np.ndarray:
+    """(N,) seconds per frame of a times file.
+
+    got10k's GOT-10k experiment writes one column per repetition; the first is used
+    unless ``strict`` (one column required, as ``run_ope`` writes).
+    """
+    return read_table(path, 1 if strict else None)[:, 0]
+
+
+def _check_complete(box_path: Path, time_path: Path, n: int) -> str | None:
+    """``None`` if both files exist, parse and have ``n`` lines; otherwise why not."""
+    if not box_path.exists():
+        return "missing"
+    try:
+        nb = len(read_boxes(box_path))
+    except (ValueError, OSError) as e:
+        return f"unreadable result file ({e})"
+    if nb != n:
+        return f"result file has {nb} lines for {n} frames"
+    if not time_path.exists():
+        return "times file missing"
+    try:
+        nt = len(read_times(time_path, strict=True))
+    except (ValueError, OSError) as e:
+        return f"unreadable times file ({e})"
+    if nt != n:
+        return f"times file has {nt} lines for {n} frames"
+    return None
+
+
+def _find_result(results_dir: Path, name: str) -> tuple[Path | None, Path | None]:
+    """Result and times file of a sequence in a foreign folder: got10k/pytracking flat
+    layout first, then GOT-10k's ``<seq>/<seq>_001.txt``."""
+    box, t = result_paths(results_dir, name)
+    if not box.exists():
+        alt = results_dir / name / f"{name}_001.txt"
+        if not alt.exists():
+            return None, None
+        box, t = alt, results_dir / name / f"{name}_time.txt"
+    if not t.exists():
+        t = results_dir / f"{name}_time.txt"  # pytracking writes times beside the boxes
+    return box, (t if t.exists() else None)
+
+
+# ----------------------------------------------------------------------------- speed
+
+def _tracking_time(times) -> tuple[int, float]:
+    """(frames, seconds) that count for speed: frames 1..N-1 with a finite time."""
+    t = np.asarray(times, np.float64)[1:]
+    t = t[np.isfinite(t)]
+    return len(t), float(t.sum())
+
+
+def _fps(frames: int, seconds: float) -> float | None:
+    return frames / seconds if frames > 0 and seconds > 0 else None
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def _clean(x):
+    """JSON-safe copy: numpy to Python, NaN/inf to ``None``."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+_SCALARS = ("auc", "prec20", "norm_prec", "norm_prec20", "ao", "sr50", "sr75")
+
+
+def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> dict:
+    """Score a folder of result files (ours, got10k's, pytracking's, ...) on ``sequences``.
+
+    Files are ``<results_dir>/<seq.name>.txt`` (comma, tab or space separated, in the
+    dataset's convention), or GOT-10k's ``<seq>/<seq>_001.txt``; times, when present,
+    come from ``times/<seq>_time.txt`` or ``<seq>_time.txt``. A result with a different
+    number of lines than the sequence is cut to the shorter length with a warning, as
+    got10k does. Sequences without a result file are listed under ``"missing"``
+    and left out of the mean (with a warning), as are unreadable ones (``"unreadable"``).
+    A sequence may carry ``visible`` (N,) and ``image_wh`` attributes; when present they
+    are used for GOT-10k's AO/SR as got10k uses ``cover > 0`` and the image resolution.
+
+    Returns ``{"per_sequence": {name: {auc, prec20, norm_prec, norm_prec20, ao, sr50,
+    sr75, fps, frames}}, "mean": {same keys, sequences, success_curve, precision_curve,
+    norm_precision_curve}, "missing": [...], "unreadable": {name: why}, "info": extra_info,
+    "fps_note": ...}``.
+    """
+    results_dir = Path(results_dir)
+    per_seq, full, missing, unreadable = {}, {}, [], {}
+    tot_frames, tot_time = 0, 0.0
+    for seq in sequences:
+        box_path, time_path = _find_result(results_dir, seq.name)
+        if box_path is None:
+            missing.append(seq.name)
+            continue
+        try:
+            pred = read_boxes(box_path)
+            if len(pred) == 0:
+                raise ValueError(f"{box_path} is empty")
+        except (ValueError, OSError) as e:
+            warnings.warn(f"{seq.name}: unreadable result file, left out: {e}")
+            unreadable[seq.name] = str(e)
+            continue
+        gt = B.to_dataset(seq.gt, seq.index_base)
+        visible = getattr(seq, "visible", None)
+        if len(pred) != len(gt):
+            warnings.warn(f"{seq.name}: {len(pred)} result lines for {len(gt)} frames; "
+                          "scoring the common prefix")
+            n = min(len(pred), len(gt))
+            pred, gt = pred[:n], gt[:n]
+            visible = None if visible is None else np.asarray(visible)[:n]
+        m = M.dataset_sequence_metrics(pred, gt, visible=visible,
+                                       image_wh=getattr(seq, "image_wh", None))
+        full[seq.name] = m
+
+        fps = None
+        if time_path is not None:
+            try:
+                nf, secs = _tracking_time(read_times(time_path))
+            except (ValueError, OSError) as e:
+                warnings.warn(f"{seq.name}: unreadable times file, no fps: {e}")
+                nf, secs = 0, 0.0
+            fps = _fps(nf, secs)
+            tot_frames, tot_time = tot_frames + nf, tot_time + secs
+        per_seq[seq.name] = {**{k: m[k] for k in _SCALARS}, "fps": fps, "frames": m["frames"]}
+
+    if missing:
+        warnings.warn(f"{results_dir}: no results for {len(missing)} sequence(s): "
+                      + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    mean = {}
+    if full:
+        agg = M.aggregate(full)
+        mean = {**{k: agg[k] for k in _SCALARS}, "fps": _fps(tot_frames, tot_time),
+                "frames": agg["frames"], "sequences": agg["sequences"],
+                "success_curve": agg["success_curve"], "precision_curve": agg["precision_curve"],
+                "norm_precision_curve": agg["norm_precision_curve"]}
+    return _clean({"per_sequence": per_seq, "mean": mean, "missing": missing,
+                   "unreadable": unreadable, "info": extra_info, "fps_note": FPS_NOTE})
+
+
+def sequence_table(report: dict) -> str:
+    """Markdown table of one tracker's report: a row per sequence and a mean row."""
+    lines = ["| Sequence | Frames | AUC | Prec@20 | Norm. Prec | FPS |",
+             "|---|---:|---:|---:|---:|---:|"]
+    rows = list(report["per_sequence"].items()) + [("**mean**", report["mean"])]
+    for name, m in rows:
+        lines.append(f"| {name} | {m.get('frames', '')} | {format_score(m.get('auc'))} | "
+                     f"{format_score(m.get('prec20'))} | {format_score(m.get('norm_prec'))} | "
+                     f"{format_score(m.get('fps'), '%.1f')} |")
+    if report.get("missing"):
+        lines += ["", "Missing results: " + ", ".join(report["missing"])]
+    if report.get("unreadable"):
+        lines += ["", "Unreadable results: " + ", ".join(report["unreadable"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(tracker_dir, tracker_name: str, report: dict) -> None:
+    """Write ``metrics.json``, ``metrics.md``, ``success.png`` and ``precision.png``."""
+    d = Path(tracker_dir)
+    atomic_write_json(d / "metrics.json", report)
+    atomic_write_text(d / "metrics.md", f"# {tracker_name}\n\n{FPS_NOTE}\n\n" + sequence_table(report))
+    if report["mean"]:
+        plot_success_precision({tracker_name: report}, None, d)
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_ope(tracker_name: str, sequences, track_fn: Callable, results_root, *,
+            overwrite: bool = False, progress: bool = True, extra_info=None) -> dict:
+    """Run ``track_fn`` on every sequence not done yet, then score all of them.
+
+    ``track_fn(seq) -> (boxes, times)``: ``boxes`` (N, 4) in jaxtrack's convention,
+    ``times`` (N,) seconds per frame. Results go to ``<results_root>/<tracker_name>/``
+    (see the module docstring). A sequence with complete result and times files is
+    skipped unless ``overwrite``; a partial or corrupt one is redone with a warning.
+    An exception from ``track_fn`` propagates; the sequences finished before it keep
+    their (complete) files, so calling ``run_ope`` again resumes.
+
+    Returns the report also written to ``metrics.json`` (see ``evaluate_results``).
+    """
+    sequences = list(sequences)
+    names = [s.name for s in sequences]
+    if len(set(names)) != len(names):
+        raise ValueError("sequence names must be unique (they name the result files)")
+    tracker_dir = Path(results_root) / tracker_name
+
+    bar = tqdm(sequences, desc=tracker_name, unit="seq", file=sys.stderr, disable=not progress)
+    for seq in bar:
+        bar.set_postfix_str(seq.name)
+        box_path, time_path = result_paths(tracker_dir, seq.name)
+        n = len(seq)
+        if not overwrite:
+            why = _check_complete(box_path, time_path, n)
+            if why is None:
+                continue  # done in an earlier run: never recomputed
+            if why != "missing":
+                warnings.warn(f"{tracker_name}/{seq.name}: {why}; running it again")
+
+        pred, times = track_fn(seq)
+        pred = np.asarray(pred, np.float64)
+        times = np.asarray(times, np.float64).reshape(-1)
+        if pred.shape != (n, 4) or times.shape != (n,):
+            raise ValueError(f"{seq.name}: track_fn returned boxes {pred.shape} and times "
+                             f"{times.shape} for {n} frames (want ({n}, 4) and ({n},))")
+        # times first, boxes last: the result file is what marks a sequence as done
+        atomic_write_text(time_path, format_rows(times, "%.8f"))
+        atomic_write_text(box_path, format_rows(B.to_dataset(pred, seq.index_base), "%.4f"))
+    bar.close()
+
+    report = evaluate_results(tracker_dir, sequences, extra_info=extra_info)
+    write_report(tracker_dir, tracker_name, report)
+    return report

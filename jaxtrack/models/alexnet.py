@@ -1,0 +1,104 @@
+"""SiamFC's AlexNet backbone (siamfc-pytorch ``AlexNetV1``) in flax.
+
+Layout (all VALID, NHWC, output stride 8)::
+
+    conv1 11x11/2, 96            + BN + ReLU + maxpool 3/2
+    conv2  5x5,   256, groups=2  + BN + ReLU + maxpool 3/2   <- "shallow" features
+    conv3  3x3,   384            + BN + ReLU
+    conv4  3x3,   384, groups=2  + BN + ReLU
+    conv5  3x3,   256, groups=2  (no BN, no ReLU)
+
+Sizes: 127 exemplar → shallow 12x12x256 → 6x6x256; 255 search → shallow 28x28x256 →
+22x22x256. Input is float RGB with 0-255 pixel values, not normalised (as
+siamfc-pytorch feeds it). BatchNorm uses eps 1e-6 and torch momentum 0.05 (flax 0.95);
+``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.
+
+GradNet needs the intermediate features, hence :meth:`SiamFCAlexNet.shallow` (conv1-2)
+and :meth:`SiamFCAlexNet.deep` (conv3-5), usable through ``model.apply(..., method=...)``.
+"""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import numpy as np
+
+BN_EPS = 1e-6
+BN_MOMENTUM = 0.95  # torch momentum 0.05
+
+# name: (out channels, kernel, stride, groups, has BN+ReLU)
+LAYERS = {
+    "conv1": (96, 11, 2, 1, True),
+    "conv2": (256, 5, 1, 2, True),
+    "conv3": (384, 3, 1, 1, True),
+    "conv4": (384, 3, 1, 2, True),
+    "conv5": (256, 3, 1, 2, False),
+}
+IN_CHANNELS = {"conv1": 3, "conv2": 96, "conv3": 256, "conv4": 384, "conv5": 384}
+
+# siamfc-pytorch initialises convs with kaiming_normal_(mode="fan_out", relu).
+_kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class SiamFCAlexNet(nn.Module):
+    """SiamFC AlexNet; ``__call__(x, train=False, return_shallow=False)``."""
+
+    def setup(self):
+        for name, (cout, k, s, g, _) in LAYERS.items():
+            setattr(self, name, nn.Conv(cout, (k, k), strides=s, padding="VALID",
+                                        feature_group_count=g, kernel_init=_kaiming_fan_out))
+        bn = functools.partial(nn.BatchNorm, momentum=BN_MOMENTUM, epsilon=BN_EPS)
+        self.bn1, self.bn2, self.bn3, self.bn4 = bn(), bn(), bn(), bn()
+
+    def _pool(self, x):
+        return nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+
+    def shallow(self, x, train: bool = False):
+        """conv1 and conv2 blocks, pools included: [N, H, W, 3] → [N, h, w, 256]."""
+        ura = not train
+        x = self._pool(nn.relu(self.bn1(self.conv1(x), use_running_average=ura)))
+        return self._pool(nn.relu(self.bn2(self.conv2(x), use_running_average=ura)))
+
+    def deep(self, h, train: bool = False):
+        """conv3..conv5 on shallow features: [N, h, w, 256] → [N, h-6, w-6, 256]."""
+        ura = not train
+        h = nn.relu(self.bn3(self.conv3(h), use_running_average=ura))
+        h = nn.relu(self.bn4(self.conv4(h), use_running_average=ura))
+        return self.conv5(h)
+
+    def __call__(self, x, train: bool = False, return_shallow: bool = False):
+        shallow = self.shallow(x, train)
+        out = self.deep(shallow, train)
+        return (out, shallow) if return_shallow else out
+
+
+def alexnet_from_siamfc_torch(state_dict: dict) -> dict:
+    """Flax variables from a siamfc-pytorch state dict (``backbone.conv1.0.weight`` …).
+
+    The ``backbone.`` prefix is optional; other keys (e.g. ``head.*``) and
+    ``num_batches_tracked`` are ignored. Grouped torch kernels ``(O, I/G, kh, kw)``
+    become flax ``(kh, kw, I/G, O)``: both split input and output channels into
+    consecutive groups, so a transpose is all it takes. Shapes are checked.
+    """
+    sd = {k[len("backbone."):] if k.startswith("backbone.") else k: np.asarray(v)
+          for k, v in state_dict.items()}
+
+    def take(key, shape):
+        if key not in sd:
+            raise KeyError(f"SiamFC AlexNet state dict lacks {key!r} (with or without 'backbone.')")
+        v = sd[key]
+        if tuple(v.shape) != tuple(shape):
+            raise ValueError(f"{key}: expected shape {tuple(shape)}, got {tuple(v.shape)}")
+        return np.asarray(v, np.float32)
+
+    params, stats = {}, {}
+    for i, (name, (cout, k, _, g, has_bn)) in enumerate(LAYERS.items(), start=1):
+        w = take(f"{name}.0.weight", (cout, IN_CHANNELS[name] // g, k, k))
+        params[name] = {"kernel": np.ascontiguousarray(w.transpose(2, 3, 1, 0)),
+                        "bias": take(f"{name}.0.bias", (cout,))}
+        if has_bn:
+            params[f"bn{i}"] = {"scale": take(f"{name}.1.weight", (cout,)),
+                                "bias": take(f"{name}.1.bias", (cout,))}
+            stats[f"bn{i}"] = {"mean": take(f"{name}.1.running_mean", (cout,)),
+                               "var": take(f"{name}.1.running_var", (cout,))}
+    return {"params": params, "batch_stats": stats}

@@ -1,0 +1,154 @@
+"""Image and response-map operations shared by every tracker (pure jax.numpy, jittable).
+
+Coordinates follow :mod:`jaxtrack.boxes`: continuous 0-based pixel coordinates,
+pixel ``(i, j)`` covering ``[j, j+1) x [i, i+1)``. Images are ``[H, W, C]``
+(channels last); a padded :class:`jaxtrack.core.Frame` carries its true size and
+pixels beyond it count as outside the image.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+# ----------------------------------------------------------------- patch sampling
+
+def valid_mean_color(image, size):
+    """Mean colour over the valid ``size = (h, w)`` top-left part of a padded image."""
+    h, w = image.shape[:2]
+    mask = (jnp.arange(h)[:, None] < size[0]) & (jnp.arange(w)[None, :] < size[1])
+    image = image.astype(jnp.float32)
+    total = jnp.sum(image * mask[..., None], axis=(0, 1))
+    return total / jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
+
+
+def _axis_weights(coords, limit):
+    """Bilinear taps along one axis: indices (2, n) and weights (2, n), zero weight outside."""
+    u = coords - 0.5                      # continuous -> pixel-centre coordinates
+    i0 = jnp.floor(u)
+    frac = u - i0
+    idx = jnp.stack([i0, i0 + 1]).astype(jnp.int32)
+    wts = jnp.stack([1.0 - frac, frac])
+    inside = (idx >= 0) & (idx < limit)
+    return idx, wts * inside
+
+
+def crop_patch(image, size, center, side, out_size: int, fill, supersample: int = 1):
+    """Sample a patch of ``side`` image pixels around ``center`` onto an ``out_size`` grid.
+
+    This is the SiamFC / pytracking patch sampler: the patch is axis-aligned, centred
+    on ``center = (cx, cy)``, ``side`` is a scalar (square) or ``(w, h)``; it is
+    resampled bilinearly (output pixel centres map exactly, no rounding of the crop
+    window), and everything outside the image takes the colour ``fill`` (usually the
+    frame's mean colour), as if the image were padded with it. ``supersample = k``
+    averages ``k x k`` bilinear taps per output pixel, an anti-aliasing filter for
+    strong downscaling (pytracking pools before resizing for the same reason).
+
+    image: [H, W, C] (may be a padded frame), size: (h, w) true size, returns
+    float32 [out_size, out_size, C].
+    """
+    side = jnp.broadcast_to(jnp.asarray(side, jnp.float32), (2,))
+    center = jnp.asarray(center, jnp.float32)
+    k = supersample
+    # sub-sample offsets inside one output pixel, in output-pixel units
+    sub = (jnp.arange(k, dtype=jnp.float32) + 0.5) / k
+    grid = (jnp.arange(out_size, dtype=jnp.float32)[:, None] + sub[None, :]).reshape(-1)
+    xs = center[0] - side[0] / 2 + grid * side[0] / out_size
+    ys = center[1] - side[1] / 2 + grid * side[1] / out_size
+    xi, xw = _axis_weights(xs, size[1])
+    yi, yw = _axis_weights(ys, size[0])
+    hb, wb = image.shape[:2]
+    img = image.astype(jnp.float32) - fill          # fill becomes 0: "padding" by masking
+    rows = jnp.take(img, jnp.clip(yi, 0, hb - 1), axis=0)          # (2, n, W, C)
+    rows = jnp.einsum("an,anwc->nwc", yw, rows)
+    cols = jnp.take(rows, jnp.clip(xi, 0, wb - 1), axis=1)         # (n, 2, m, C)
+    patch = jnp.einsum("am,namc->nmc", xw, cols)
+    if k > 1:
+        c = patch.shape[-1]
+        patch = patch.reshape(out_size, k, out_size, k, c).mean(axis=(1, 3))
+    return patch + fill
+
+
+def crop_pyramid(image, size, center, side, scales, out_size: int, fill, supersample: int = 1):
+    """``crop_patch`` at ``side * s`` for each ``s`` in ``scales``: [S, out, out, C]."""
+    return jax.vmap(lambda s: crop_patch(image, size, center, side * s, out_size, fill, supersample))(
+        jnp.asarray(scales, jnp.float32))
+
+
+def scale_factors(num_scales: int, step: float) -> np.ndarray:
+    """Search-scale pyramid ``step ** [-(n//2) .. n//2]`` as SiamFC uses (static numpy)."""
+    return step ** np.linspace(-(num_scales // 2), num_scales // 2, num_scales)
+
+
+# --------------------------------------------------------------- correlation / maps
+
+def xcorr(z, x):
+    """Batched cross-correlation (SiamFC's head, no flipping), VALID.
+
+    z: [B, hz, wz, C] templates, x: [B, hx, wx, C] search features (B may be 1 on
+    either side and is broadcast). Returns [B, hx-hz+1, wx-wz+1].
+    """
+    b = max(z.shape[0], x.shape[0])
+    z = jnp.broadcast_to(z, (b,) + z.shape[1:])
+    x = jnp.broadcast_to(x, (b,) + x.shape[1:])
+
+    def one(zi, xi):
+        return lax.conv_general_dilated(
+            xi[None], zi[..., None], window_strides=(1, 1), padding="VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))[0, ..., 0]
+    return jax.vmap(one)(z, x)
+
+
+def hann_window(n: int, normalize: bool = True) -> np.ndarray:
+    """2-D cosine (Hann) window ``outer(hanning(n), hanning(n))``; sums to 1 if normalised."""
+    w = np.outer(np.hanning(n), np.hanning(n))
+    return (w / w.sum() if normalize else w).astype(np.float32)
+
+
+def gaussian_label(shape, sigma, center=None):
+    """Gaussian map exp(-d^2 / 2 sigma^2) on a ``shape = (h, w)`` grid.
+
+    ``center`` = (cx, cy) in grid coordinates (index units); default the grid centre
+    ``((w-1)/2, (h-1)/2)``. ``sigma`` is a scalar or (sx, sy).
+    """
+    h, w = shape
+    if center is None:
+        center = ((w - 1) / 2.0, (h - 1) / 2.0)
+    sx, sy = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), (2,))
+    x = jnp.arange(w, dtype=jnp.float32)[None, :] - center[0]
+    y = jnp.arange(h, dtype=jnp.float32)[:, None] - center[1]
+    return jnp.exp(-0.5 * ((x / sx) ** 2 + (y / sy) ** 2))
+
+
+def logistic_label(shape, radius_pos: float, radius_neg: float = 0.0) -> np.ndarray:
+    """SiamFC's training labels: 1 within city-block distance ``radius_pos`` of the centre,
+    0.5 up to ``radius_neg`` (ignored by the balanced loss), 0 beyond. Radii in map cells."""
+    h, w = shape
+    x = np.arange(w) - (w - 1) / 2
+    y = np.arange(h) - (h - 1) / 2
+    dist = np.abs(x)[None, :] + np.abs(y)[:, None]
+    return np.where(dist <= radius_pos, 1.0, np.where(dist < radius_neg, 0.5, 0.0)).astype(np.float32)
+
+
+def balanced_logistic_loss(logits, labels, neg_weight: float = 1.0):
+    """SiamFC's balanced BCE: positives and negatives each weighted to sum to 1/2-ish.
+
+    Cells labelled 1 share weight ``1/num_pos``, cells labelled 0 ``neg_weight/num_neg``,
+    others (0.5) are ignored; the weighted sum is divided by the total weight, per map,
+    then averaged over the batch (siamfc-pytorch's BalancedLoss).
+    """
+    pos = (labels == 1).astype(jnp.float32)
+    neg = (labels == 0).astype(jnp.float32)
+    axes = tuple(range(1, logits.ndim))
+    wpos = pos / jnp.maximum(pos.sum(axes, keepdims=True), 1.0)
+    wneg = neg_weight * neg / jnp.maximum(neg.sum(axes, keepdims=True), 1.0)
+    weight = wpos + wneg
+    bce = jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    return jnp.mean(jnp.sum(weight * bce, axes) / jnp.sum(weight, axes))
+
+
+def resize_bicubic(maps, out_hw):
+    """Bicubic upsampling of [..., h, w] maps (half-pixel centres, as cv2.INTER_CUBIC)."""
+    return jax.image.resize(maps, maps.shape[:-2] + tuple(out_hw), method="cubic", antialias=False)

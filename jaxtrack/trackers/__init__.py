@@ -1,0 +1,2 @@
+"""Built-in trackers; importing this package registers them with ``make_tracker``."""
+from jaxtrack.trackers import siamfc  # noqa: F401

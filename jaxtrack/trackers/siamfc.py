@@ -1,0 +1,230 @@
+"""SiamFC (Bertinetto et al., ECCVW 2016) with siamfc-pytorch's tracking hyper-parameters.
+
+Two backbones:
+
+* ``alexnet``: the SiamFC AlexNet (grouped conv2/4/5, BN), trained end to end, with
+  siamfc-pytorch's fixed output scale 0.001;
+* ``mobilenet_v2``: the ImageNet MobileNetV2 (torchvision layout), frozen, up to
+  features.13 with output stride 8 (features.7 and .14 undilated as SiamRPN++ does),
+  then a small trained ``adjust`` layer (1x1 conv) and a centre crop of the template
+  features. Only the adjust layer and the score bias are trained.
+
+``init`` crops the exemplar (context 0.5, 127 px) and stores its features;
+``track_step`` crops a 3-scale search pyramid (255 px), correlates, upsamples the
+responses 16x (bicubic), penalises scale changes, adds the cosine window, and moves
+the box: the whole per-frame work is one jitted function.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtrack import ops
+from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
+                           replace_config)
+
+CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
+
+
+@dataclasses.dataclass(frozen=True)
+class SiamFCConfig:
+    backbone: str = "alexnet"          # "alexnet" | "mobilenet_v2"
+    exemplar_size: int = 127
+    instance_size: int = 255
+    context: float = 0.5
+    num_scales: int = 3
+    scale_step: float = 1.0375
+    scale_penalty: float = 0.9745
+    scale_lr: float = 0.59
+    window_influence: float = 0.176
+    response_up: int = 16
+    total_stride: int = 8
+    out_scale: float = 0.001           # alexnet: siamfc-pytorch's fixed response scale
+    adjust_channels: int = 128         # mobilenet_v2: width of the trained adjust layer
+    template_crop: int = 8             # mobilenet_v2: centre crop of the 16x16 template map
+    min_size: float = 4.0              # box size clamp (pixels), pysot-style robustness
+    supersample: int = 1               # anti-aliasing taps per output pixel when cropping
+
+
+class SiamFCState(NamedTuple):
+    center: Any        # (2,) cx, cy (continuous pixel coordinates)
+    target_size: Any   # (2,) w, h
+    z_side: Any        # () exemplar crop side in image pixels
+    x_side: Any        # () search crop side in image pixels
+    fill: Any          # (3,) mean colour of the first frame, the crop padding
+    kernel: Any        # [1, hz, wz, C] template features
+    frame_index: Any   # () int32
+
+
+# ------------------------------------------------------------------- network
+
+def backbone_module(config: SiamFCConfig):
+    if config.backbone == "alexnet":
+        from jaxtrack.models.alexnet import SiamFCAlexNet
+        return SiamFCAlexNet()
+    if config.backbone == "mobilenet_v2":
+        from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
+        return MobileNetV2Features(last_block=13, dilate_after_stride8=True)
+    raise ValueError(f"unknown SiamFC backbone {config.backbone!r} (alexnet | mobilenet_v2)")
+
+
+def embed(config: SiamFCConfig, params, images, train: bool = False):
+    """Features of [B, H, W, 3] RGB crops (pixel values 0-255)."""
+    module = backbone_module(config)
+    if config.backbone == "alexnet":
+        if train:
+            feats, updates = module.apply(params["backbone"], images, train=True, mutable=["batch_stats"])
+            return feats, updates
+        return module.apply(params["backbone"], images, train=False), None
+    # frozen ImageNet features, then the trained 1x1 adjust layer
+    feats = jax.lax.stop_gradient(module.apply(params["backbone"], images))
+    adj = params["head"]["adjust"]
+    return jnp.einsum("bhwc,cd->bhwd", feats, adj["kernel"]) + adj["bias"], None
+
+
+def template_features(config: SiamFCConfig, feats):
+    """Centre-crop the template map (mobilenet_v2: padded convs leave a border)."""
+    if config.backbone != "mobilenet_v2" or config.template_crop <= 0:
+        return feats
+    h, w = feats.shape[1:3]
+    c = config.template_crop
+    top, left = (h - c) // 2, (w - c) // 2
+    return feats[:, top:top + c, left:left + c]
+
+
+def score(config: SiamFCConfig, params, z_feat, x_feat):
+    """Response map logits [B, R, R] of templates against search features."""
+    r = ops.xcorr(z_feat, x_feat)
+    if config.backbone == "alexnet":
+        return r * config.out_scale + params["head"]["bias"]
+    return r + params["head"]["bias"]
+
+
+def init_head(config: SiamFCConfig, key, in_channels: int = 96):
+    if config.backbone == "alexnet":
+        return {"bias": jnp.zeros((), jnp.float32)}
+    std = 1.0 / np.sqrt(in_channels * config.adjust_channels)
+    kernel = std * jax.random.normal(key, (in_channels, config.adjust_channels), jnp.float32)
+    return {"adjust": {"kernel": kernel, "bias": jnp.zeros((config.adjust_channels,), jnp.float32)},
+            "bias": jnp.zeros((), jnp.float32)}
+
+
+def init_backbone(config: SiamFCConfig, key):
+    module = backbone_module(config)
+    size = config.exemplar_size
+    return module.init(key, jnp.zeros((1, size, size, 3), jnp.float32))
+
+
+# ------------------------------------------------------------------- tracking
+
+def _exemplar_side(config: SiamFCConfig, target_size):
+    context = config.context * jnp.sum(target_size)
+    return jnp.sqrt(jnp.prod(target_size + context))
+
+
+def init(config: SiamFCConfig, params, frame: Frame, box, key=None) -> SiamFCState:
+    """Start tracking ``box`` (xywh) in ``frame``; ``key`` is unused (SiamFC is deterministic)."""
+    del key
+    box = jnp.asarray(box, jnp.float32)
+    center = box[:2] + box[2:] / 2
+    target_size = box[2:]
+    z_side = _exemplar_side(config, target_size)
+    x_side = z_side * config.instance_size / config.exemplar_size
+    fill = ops.valid_mean_color(frame.image, frame.size)
+    z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill,
+                       config.supersample)
+    feats, _ = embed(config, params, z[None])
+    return SiamFCState(center, target_size, z_side, x_side, fill,
+                       template_features(config, feats), jnp.zeros((), jnp.int32))
+
+
+def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
+    scales = jnp.asarray(ops.scale_factors(config.num_scales, config.scale_step), jnp.float32)
+    x = ops.crop_pyramid(frame.image, frame.size, state.center, state.x_side, scales,
+                         config.instance_size, state.fill, config.supersample)
+    feats, _ = embed(config, params, x)
+    responses = score(config, params, state.kernel, feats)                 # [S, R, R]
+    r = responses.shape[-1]
+    up = config.response_up * r
+    responses = ops.resize_bicubic(responses, (up, up))
+    penalty = jnp.where(jnp.arange(config.num_scales) == config.num_scales // 2,
+                        1.0, config.scale_penalty)
+    responses = responses * penalty[:, None, None]
+    best = jnp.argmax(jnp.max(responses, axis=(1, 2)))
+    response = responses[best]
+    peak = jnp.max(response)
+    response = response - jnp.min(response)
+    response = response / (jnp.sum(response) + 1e-16)
+    response = ((1 - config.window_influence) * response
+                + config.window_influence * jnp.asarray(ops.hann_window(up)))
+    loc = jnp.unravel_index(jnp.argmax(response), response.shape)          # (row, col)
+    disp = (jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - (up - 1) / 2)
+    disp = disp * config.total_stride / config.response_up                 # in instance pixels
+    disp = disp * state.x_side * scales[best] / config.instance_size       # in image pixels
+
+    height, width = frame.size[0].astype(jnp.float32), frame.size[1].astype(jnp.float32)
+    center = jnp.clip(state.center + disp, 0.0, jnp.stack([width, height]))
+    scale = (1 - config.scale_lr) + config.scale_lr * scales[best]
+    target_size = jnp.clip(state.target_size * scale, config.min_size, jnp.stack([width, height]))
+    # the crop sides follow the box, as siamfc-pytorch scales z_sz and x_sz with it
+    actual = jnp.sqrt(jnp.prod(target_size) / jnp.prod(state.target_size))
+    state = state._replace(center=center, target_size=target_size,
+                           z_side=state.z_side * actual, x_side=state.x_side * actual,
+                           frame_index=state.frame_index + 1)
+    box = jnp.concatenate([center - target_size / 2, target_size])
+    return state, TrackOutput(box, peak)
+
+
+# ------------------------------------------------------------------- params / build
+
+def default_checkpoint(backbone: str) -> str:
+    return os.path.join(CHECKPOINT_DIR, f"siamfc_{backbone}.msgpack")
+
+
+def load_params(config: SiamFCConfig, weights: str | None = None, seed: int = 0,
+                allow_random: bool = False):
+    """Params for ``config``: backbone weights plus the trained head.
+
+    mobilenet_v2: ImageNet features from :func:`jaxtrack.weights.mobilenet_v2_variables`
+    and the head from ``weights`` (default: the committed checkpoint). alexnet: the whole
+    network from ``weights`` (a flax checkpoint, or a siamfc-pytorch ``.pth`` state dict).
+    """
+    from jaxtrack import weights as W
+    key_b, key_h = jax.random.split(jax.random.PRNGKey(seed))
+    head = init_head(config, key_h)
+    path = weights or default_checkpoint(config.backbone)
+    have = os.path.exists(path)
+    if weights and not have:
+        raise FileNotFoundError(f"SiamFC weights not found: {weights}")
+    if config.backbone == "mobilenet_v2":
+        backbone = W.mobilenet_v2_variables()
+        if have:
+            head = W.load_variables(path, head)
+        elif not allow_random:
+            raise FileNotFoundError(f"no trained SiamFC head at {path}; train one with "
+                                    "experiments/train_siamfc.py or pass allow_random=True")
+        return {"backbone": backbone, "head": head}
+    template = {"backbone": init_backbone(config, key_b), "head": head}
+    if have:
+        if path.endswith((".pth", ".pt")):
+            from jaxtrack.models.alexnet import alexnet_from_siamfc_torch
+            return {"backbone": alexnet_from_siamfc_torch(W.load_state_dict(path)), "head": head}
+        return W.load_variables(path, template)
+    if not allow_random:
+        raise FileNotFoundError(f"no trained SiamFC AlexNet at {path}; pass weights=... "
+                                "(a siamfc-pytorch .pth or a jaxtrack checkpoint) or allow_random=True")
+    return template
+
+
+@register_tracker("siamfc")
+def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
+          params=None, **overrides) -> Tracker:
+    config = replace_config(SiamFCConfig(), overrides, "siamfc")
+    if params is None:
+        params = load_params(config, weights, seed, allow_random)
+    return Tracker("siamfc", config, params, bind_config(init, config), bind_config(track_step, config))
