@@ -99,8 +99,10 @@ def labels_for(offsets, response_size, config, r_pos=16.0):
     return (dist <= r_pos / config.total_stride).astype(np.float32)
 
 
-def make_batch(seed, step, batch, config, sources):
-    rng = np.random.default_rng([seed, step])
+def make_batch(seed, step, batch, config, sources, stream=0):
+    """``batch`` pairs drawn from ``(seed, stream, step)``: training (0) and the pool (1)
+    have separate streams, so resuming redraws exactly the same batches."""
+    rng = np.random.default_rng([seed, stream, step])
     ps = [draw_pair(rng, config, *sources, index=step * batch + i) for i in range(batch)]
     return (np.stack([p.z for p in ps]), np.stack([p.x for p in ps]),
             np.stack([p.offset for p in ps]))
@@ -118,11 +120,13 @@ def make_loss(config):
             fx = jnp.einsum("bhwc,cd->bhwd", x, adj["kernel"]) + adj["bias"]
             logits = siamfc.score(config, params, siamfc.template_features(config, fz), fx)
             return ops.balanced_logistic_loss(logits, labels), frozen
-        fz, upd_z = siamfc.embed(config, params, z, train=True)
-        fx, upd_x = siamfc.embed(config, {**params, "backbone": {**params["backbone"], **upd_z}}, x, train=True)
+        # end to end: BN in training mode, its running statistics carried as ``frozen``
+        variables = {"params": trainable["backbone"]["params"], "batch_stats": frozen["backbone_stats"]}
+        fz, upd = siamfc.embed(config, {"backbone": variables}, z, train=True)
+        variables = {**variables, **upd}
+        fx, upd = siamfc.embed(config, {"backbone": variables}, x, train=True)
         logits = siamfc.score(config, params, fz, fx)
-        new_frozen = {**frozen}
-        return ops.balanced_logistic_loss(logits, labels), new_frozen
+        return ops.balanced_logistic_loss(logits, labels), {"backbone_stats": upd["batch_stats"]}
     return loss_fn
 
 
@@ -154,7 +158,7 @@ def build_pool(args, config, params, sources, out_dir):
     chunk = 256
     for start in range(0, args.pool, chunk):
         n = min(chunk, args.pool - start)
-        z, x, o = make_batch(args.seed, -1 - start, n, config, sources)
+        z, x, o = make_batch(args.seed, start, n, config, sources, stream=1)
         zs.append(backbone_features(config, params, z))
         xs.append(backbone_features(config, params, x))
         offs.append(o)
@@ -186,6 +190,8 @@ def main(argv=None):
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="end this run after N steps, as an interruption would (tests resuming)")
     ap.add_argument("--export", default=None, help="write the trained params here when done")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -229,9 +235,10 @@ def main(argv=None):
     log_path = os.path.join(args.out, "log.jsonl")
     t0 = time.time()
     trainable, frozen = jax.device_put((trainable, frozen), replicated)
-    for step in range(step0, args.steps):
+    last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
+    for step in range(step0, last):
         if pool is not None:
-            idx = np.random.default_rng([args.seed, step]).integers(0, len(pool[0]), args.batch)
+            idx = np.random.default_rng([args.seed, 2, step]).integers(0, len(pool[0]), args.batch)
             z, x, offsets = pool[0][idx].astype(np.float32), pool[1][idx].astype(np.float32), pool[2][idx]
         else:
             z, x, offsets = make_batch(args.seed, step, args.batch, config, sources)
@@ -249,7 +256,7 @@ def main(argv=None):
             print(json.dumps(rec), flush=True)
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
-        if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
+        if (step + 1) % args.ckpt_every == 0 or step + 1 == last:
             atomic_write_bytes(ckpt, serialization.to_bytes(
                 {"trainable": trainable, "opt_state": opt_state, "step": step + 1}))
     final = jax.device_get(trainable)

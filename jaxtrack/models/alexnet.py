@@ -21,7 +21,11 @@ from __future__ import annotations
 import functools
 
 import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
+
+from jaxtrack.models import take_checked
 
 BN_EPS = 1e-6
 BN_MOMENTUM = 0.95  # torch momentum 0.05
@@ -40,13 +44,41 @@ IN_CHANNELS = {"conv1": 3, "conv2": 96, "conv3": 256, "conv4": 384, "conv5": 384
 _kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
+class GroupedConv(nn.Module):
+    """VALID conv with ``groups`` input/output channel groups, run as one conv per group.
+
+    Parameters are exactly ``nn.Conv(..., feature_group_count=groups)``'s (``kernel``
+    [k, k, I/G, O], ``bias`` [O]); XLA:CPU runs the split form ~1.8x faster.
+    """
+    features: int
+    kernel_size: int
+    groups: int = 2
+
+    @nn.compact
+    def __call__(self, x):
+        g, k = self.groups, self.kernel_size
+        cin = x.shape[-1] // g
+        kernel = self.param("kernel", _kaiming_fan_out, (k, k, cin, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        cout = self.features // g
+        outs = [lax.conv_general_dilated(x[..., i * cin:(i + 1) * cin],
+                                         kernel[..., i * cout:(i + 1) * cout], (1, 1), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                for i in range(g)]
+        return jnp.concatenate(outs, axis=-1) + bias
+
+
 class SiamFCAlexNet(nn.Module):
     """SiamFC AlexNet; ``__call__(x, train=False, return_shallow=False)``."""
 
     def setup(self):
         for name, (cout, k, s, g, _) in LAYERS.items():
-            setattr(self, name, nn.Conv(cout, (k, k), strides=s, padding="VALID",
-                                        feature_group_count=g, kernel_init=_kaiming_fan_out))
+            if g == 1:
+                conv = nn.Conv(cout, (k, k), strides=s, padding="VALID", kernel_init=_kaiming_fan_out)
+            else:
+                assert s == 1
+                conv = GroupedConv(cout, k, g)
+            setattr(self, name, conv)
         bn = functools.partial(nn.BatchNorm, momentum=BN_MOMENTUM, epsilon=BN_EPS)
         self.bn1, self.bn2, self.bn3, self.bn4 = bn(), bn(), bn(), bn()
 
@@ -84,12 +116,7 @@ def alexnet_from_siamfc_torch(state_dict: dict) -> dict:
           for k, v in state_dict.items()}
 
     def take(key, shape):
-        if key not in sd:
-            raise KeyError(f"SiamFC AlexNet state dict lacks {key!r} (with or without 'backbone.')")
-        v = sd[key]
-        if tuple(v.shape) != tuple(shape):
-            raise ValueError(f"{key}: expected shape {tuple(shape)}, got {tuple(v.shape)}")
-        return np.asarray(v, np.float32)
+        return take_checked(sd, key, shape, "SiamFC AlexNet (with or without 'backbone.')")
 
     params, stats = {}, {}
     for i, (name, (cout, k, _, g, has_bn)) in enumerate(LAYERS.items(), start=1):

@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtrack.models import take_checked
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -232,13 +234,9 @@ def mobilenet_v2_from_torch(state_dict: dict) -> dict:
     used = set()
 
     def take(key, shape):
-        if key not in sd:
-            raise KeyError(f"MobileNetV2 state dict lacks {prefix + key!r}")
-        v = sd[key]
-        if tuple(v.shape) != tuple(shape):
-            raise ValueError(f"{prefix + key}: expected shape {tuple(shape)}, got {tuple(v.shape)}")
+        v = take_checked(sd, key, shape, "MobileNetV2", shown_key=prefix + key)
         used.add(key)
-        return v.astype(np.float32)
+        return v
 
     params, stats = {}, {}
 

@@ -1,0 +1,64 @@
+"""The scripts users run: demo, run_ope (with resume), bench_compile, train_siamfc."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
+
+EXP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+sys.path.insert(0, EXP)
+
+
+def test_demo_prints_metrics_and_draws_boxes(tmp_path, capsys):
+    import demo
+    summary = demo.main(["--frames", "30", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "success AUC" in out and "FPS" in out
+    assert os.path.getsize(summary["picture"]) > 1000
+    assert 0.0 <= summary["auc"] <= 1.0 and summary["fps"] > 0
+    assert summary["compilations"] == 2
+
+
+def test_run_ope_writes_results_and_resumes(tmp_path):
+    import run_ope
+    root = tmp_path / "data"
+    write_got10k_layout(make_dataset(11, 3, num_frames=12), str(root), split="val")
+    args = ["--tracker", "siamfc", "--backbone", "mobilenet_v2", "--dataset", "got10k",
+            "--root", str(root), "--split", "val", "--results", str(tmp_path / "R"), "--no-progress",
+            "--no-cache"]
+    report = run_ope.main(args)
+    tdir = tmp_path / "R" / "siamfc_mobilenet_v2"
+    files = sorted(p.name for p in tdir.glob("*.txt"))
+    assert len(files) == 3
+    metrics = json.loads((tdir / "metrics.json").read_text())
+    assert set(metrics["per_sequence"]) == {f[:-4] for f in files}
+    assert {"auc", "prec20", "fps"} <= set(metrics["mean"])
+    assert (tdir / "metrics.md").exists() and (tdir / "success.png").exists()
+    # resume: nothing is recomputed, so nothing compiles
+    stamp = {f: (tdir / f).stat().st_mtime_ns for f in files}
+    report2 = run_ope.main(args)
+    assert {f: (tdir / f).stat().st_mtime_ns for f in files} == stamp
+    assert report2["compilations"] == 0 and report["compilations"] == 2
+    assert report2["mean"]["auc"] == pytest.approx(report["mean"]["auc"])
+
+
+def test_bench_compile_reports_compile_and_frame_times(tmp_path):
+    import bench_compile
+    out = tmp_path / "b.json"
+    bench_compile.main(["--trackers", "siamfc:mobilenet_v2", "--frames", "3", "--no-warm", "--out", str(out)])
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["compile_init_s"] > 0 and row["compile_track_step_s"] > 0 and row["fps"] > 0
+
+
+def test_train_siamfc_resumes_exactly(tmp_path):
+    import train_siamfc
+    base = ["--backbone", "mobilenet_v2", "--images", "", "--synthetic", "2", "--pool", "8",
+            "--batch", "4", "--ckpt-every", "2", "--seed", "3"]
+    full = train_siamfc.main(base + ["--out", str(tmp_path / "a"), "--steps", "4"])
+    train_siamfc.main(base + ["--out", str(tmp_path / "b"), "--steps", "4", "--stop-after", "2"])
+    resumed = train_siamfc.main(base + ["--out", str(tmp_path / "b"), "--steps", "4"])
+    np.testing.assert_allclose(np.asarray(full["head"]["adjust"]["kernel"]),
+                               np.asarray(resumed["head"]["adjust"]["kernel"]), rtol=1e-5, atol=1e-7)

@@ -1,0 +1,91 @@
+"""SiamFC: the contract (pure, jittable, pytree state), weights, and tracking for real."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxtrack
+from jaxtrack import weights as W
+from jaxtrack.data.synthetic import make_sequence
+from jaxtrack.driver import JitTracker, pad_frame, run_sequence
+from jaxtrack.eval.metrics import sequence_metrics
+from jaxtrack.trackers import siamfc
+
+
+def test_registry_and_config_errors():
+    assert "siamfc" in jaxtrack.available_trackers()
+    with pytest.raises(KeyError, match="unknown tracker 'nope'"):
+        jaxtrack.make_tracker("nope")
+    with pytest.raises(TypeError, match="scale_stepp"):
+        jaxtrack.make_tracker("siamfc", scale_stepp=1.1, allow_random=True)
+    t = jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2", window_influence=0.3, allow_random=True)
+    assert t.config.window_influence == 0.3 and t.config.scale_step == 1.0375
+
+
+def test_siamfc_pytorch_hyperparameters_are_the_defaults():
+    c = siamfc.SiamFCConfig()
+    assert (c.exemplar_size, c.instance_size, c.num_scales, c.scale_step, c.scale_penalty,
+            c.scale_lr, c.window_influence, c.response_up) == (127, 255, 3, 1.0375, 0.9745, 0.59, 0.176, 16)
+
+
+@pytest.mark.parametrize("backbone", ["alexnet", "mobilenet_v2"])
+def test_state_is_a_pytree_and_steps_are_pure(backbone):
+    t = jaxtrack.make_tracker("siamfc", backbone=backbone, allow_random=True)
+    seq = make_sequence(1, num_frames=3)
+    init, step = jax.jit(t.init), jax.jit(t.track_step)
+    state = init(t.params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), jax.random.PRNGKey(0))
+    leaves = jax.tree_util.tree_leaves(state)
+    assert leaves and all(isinstance(x, jax.Array) for x in leaves)
+    f1 = pad_frame(seq.frame(1))
+    s1, o1 = step(t.params, state, f1)
+    s2, o2 = step(t.params, state, f1)           # same inputs, same outputs: no hidden state
+    np.testing.assert_array_equal(np.asarray(o1.box), np.asarray(o2.box))
+    assert o1.box.shape == (4,) and o1.score.shape == ()
+    assert int(s1.frame_index) == 1
+
+
+def test_alexnet_loads_a_siamfc_pytorch_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    t = jaxtrack.make_tracker("siamfc", backbone="alexnet", allow_random=True)
+    sd = {}
+    for name, shape in [("conv1", (96, 3, 11, 11)), ("conv2", (256, 48, 5, 5)), ("conv3", (384, 256, 3, 3)),
+                        ("conv4", (384, 192, 3, 3)), ("conv5", (256, 192, 3, 3))]:
+        sd[f"backbone.{name}.0.weight"] = torch.randn(shape) * 0.01
+        sd[f"backbone.{name}.0.bias"] = torch.zeros(shape[0])
+        if name != "conv5":
+            for k, v in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+                sd[f"backbone.{name}.1.{k}"] = torch.full((shape[0],), v)
+    path = tmp_path / "siamfc_alexnet_e50.pth"
+    torch.save(sd, path)
+    t2 = jaxtrack.make_tracker("siamfc", backbone="alexnet", weights=str(path))
+    k = t2.params["backbone"]["params"]
+    assert jax.tree_util.tree_structure(k) == jax.tree_util.tree_structure(t.params["backbone"]["params"])
+
+
+def test_wrong_shape_checkpoint_is_named(tmp_path):
+    cfg = siamfc.SiamFCConfig(backbone="mobilenet_v2", adjust_channels=64)
+    bad = siamfc.init_head(cfg, jax.random.PRNGKey(0))
+    path = tmp_path / "head.msgpack"
+    W.save_variables(str(path), bad)
+    with pytest.raises(ValueError, match="adjust"):
+        jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2", weights=str(path))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2", weights=str(tmp_path / "missing.msgpack"))
+
+
+def test_trained_mobilenet_siamfc_tracks_a_synthetic_sequence():
+    if not os.path.exists(siamfc.default_checkpoint("mobilenet_v2")):
+        pytest.fail("the committed SiamFC MobileNetV2 head is missing")
+    jt = JitTracker(jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2"))
+    aucs, random_aucs = [], []
+    rand = JitTracker(jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2", params={
+        "backbone": jt.params["backbone"],
+        "head": siamfc.init_head(jt.tracker.config, jax.random.PRNGKey(7))}))
+    for seed in (101, 102):           # training used synthetic seeds >= 1000
+        seq = make_sequence(seed, num_frames=60)
+        aucs.append(sequence_metrics(run_sequence(jt, seq).boxes, seq.gt, 0)["auc"])
+        random_aucs.append(sequence_metrics(run_sequence(rand, seq).boxes, seq.gt, 0)["auc"])
+    assert np.mean(aucs) > 0.5, aucs
+    assert np.mean(aucs) > np.mean(random_aucs), (aucs, random_aucs)
