@@ -269,9 +269,10 @@ def main(argv=None):
         W.save_variables(args.export, out)
         atomic_write_json(args.export + ".json", {
             "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-            "steps": args.steps, "batch": args.batch, "seed": args.seed, "pool": args.pool,
+            "schedule_steps": args.steps, "steps_done": int(last) if step0 < last else step0,
+            "batch": args.batch, "seed": args.seed, "pool": args.pool,
             "images": args.images, "synthetic_sequences": args.synthetic,
-            "train_seconds": round(time.time() - t0, 1), "devices": len(jax.devices())})
+            "train_seconds_this_run": round(time.time() - t0, 1), "devices": len(jax.devices())})
         print(f"exported {args.export}")
     return final
 

@@ -19,6 +19,9 @@ def atomic_open(path, mode: str = "w", **kwargs):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes 0600 files; give the usual permissions
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
