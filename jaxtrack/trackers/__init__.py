@@ -1,2 +1,4 @@
 """Built-in trackers; importing this package registers them with ``make_tracker``."""
 from jaxtrack.trackers import siamfc  # noqa: F401
+from jaxtrack.trackers import atom  # noqa: F401
+from jaxtrack.trackers import dat  # noqa: F401

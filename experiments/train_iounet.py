@@ -1,0 +1,276 @@
+"""Train ATOM's IoU-Net (and the MobileNetV2 adapters) offline, as ATOM's ``ltr`` does.
+
+Data (honest by construction): pairs made from single photographs shipped in
+PyPI/Debian packages (``experiments/fetch_training_images.py``; ATOM uses COCO the same
+way), frame pairs from synthetic sequences (``jaxtrack.data.synthetic``), optionally
+frame pairs from the TFDS builder (``--tfds-dir``). No benchmark sequence is ever read.
+
+Each pair gives ATOM's processing: a reference crop (5x the target, 288 px, centred on
+the target) and a test crop centred on a jittered box (centre jitter 4.5, scale jitter
+0.5, as ``ATOMProcessing``); 16 proposals per test box are Gaussian perturbations of it
+with IoU >= 0.1 (sigma factor drawn from 0.01..0.3); the target is ``2 * IoU - 1`` and
+the loss is MSE. Adam 1e-3 with step decay (x0.2 at 60 % and 85 % of the steps).
+
+The ImageNet MobileNetV2 is frozen, so its features.6 / features.13 maps of a fixed,
+seeded pool of pairs are computed once and cached in the run folder; proposals are
+redrawn every step from ``(seed, step)``. Only the adapters and the IoU-Net train
+(BatchNorm in training mode, running statistics kept). The batch is sharded over all
+visible devices (1-D ``jax.sharding.Mesh``). Checkpoints (params, BN statistics, Adam
+state, step) are written atomically and a rerun with the same ``--out`` resumes exactly.
+
+    python experiments/train_iounet.py --out runs/iounet_mnv2 --steps 1500 \
+        --export jaxtrack/checkpoints/atom_mobilenet_v2.msgpack
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxtrack import boxes as bx
+from jaxtrack.data import pairs as pairlib
+from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
+from jaxtrack.models import iounet as iou_lib
+from jaxtrack.trackers import atom
+
+SAMPLE = 288
+SEARCH_FACTOR = 5.0
+CENTER_JITTER = 4.5
+SCALE_JITTER = 0.5
+SIGMA_FACTORS = (0.01, 0.05, 0.1, 0.2, 0.3)
+
+
+# ------------------------------------------------------------------ data
+
+def load_images(folder, max_images=None):
+    import glob
+    import cv2
+    if not folder:
+        return []
+    files = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
+    out = []
+    for f in files[:max_images]:
+        img = cv2.imread(f, cv2.IMREAD_COLOR)
+        if img is not None:
+            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    return out
+
+
+def crop_around(rng, image, box, jitter: bool):
+    """A 288 px crop of 5x the (jittered) target; returns (crop, box in crop xywh)."""
+    box = np.asarray(box, np.float64)
+    size, center = box[2:], box[:2] + box[2:] / 2
+    if jitter:
+        size = size * np.exp(rng.standard_normal(2) * SCALE_JITTER)
+        center = center + np.sqrt(np.prod(size)) * CENTER_JITTER * (rng.uniform(size=2) - 0.5)
+    side = np.sqrt(np.prod(size)) * SEARCH_FACTOR
+    crop = pairlib._affine_crop(image, center, side, SAMPLE)
+    s = SAMPLE / side
+    b = np.concatenate([(box[:2] - (center - side / 2)) * s, box[2:] * s])
+    return crop, b.astype(np.float32)
+
+
+def draw_pair(rng, images, sequences, sampler, index):
+    kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler)) if have]
+    for _ in range(20):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        if kind == "image":
+            raw = pairlib.image_pair(rng, images[int(rng.integers(len(images)))])
+        elif kind == "sequence":
+            raw = pairlib.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
+        else:
+            raw = sampler[index]
+        z, bz = crop_around(rng, raw[0], raw[1], jitter=False)
+        x, bxx = crop_around(rng, raw[2], raw[3], jitter=True)
+        # the test box must overlap its crop (ATOM drops such pairs too)
+        inside = bx.iou(bxx.astype(np.float64), np.array([0, 0, SAMPLE, SAMPLE], np.float64))
+        if inside > 0 and min(bxx[2:]) > 2:
+            x = pairlib._photometric(rng, x, 0.2, 0.1)
+            return z, bz, x, bxx
+    return z, bz, x, bxx
+
+
+def perturb_proposals(rng, box, num=16, min_iou=0.1):
+    """``num`` Gaussian perturbations of ``box`` (xywh) with IoU >= ``min_iou``, and IoUs."""
+    props, ious = [], []
+    c, s = box[:2] + box[2:] / 2, box[2:]
+    for _ in range(num):
+        sigma = SIGMA_FACTORS[int(rng.integers(len(SIGMA_FACTORS)))]
+        for _ in range(100):
+            cs = c + rng.standard_normal(2) * sigma * s
+            ss = np.maximum(s + rng.standard_normal(2) * sigma * s, 1.0)
+            p = np.concatenate([cs - ss / 2, ss])
+            iou = bx.iou(p, box)
+            if iou >= min_iou:
+                break
+            sigma *= 0.9
+        props.append(p)
+        ious.append(iou)
+    return np.stack(props).astype(np.float32), np.asarray(ious, np.float32)
+
+
+def build_pool(args, config, backbone_vars, sources, out_dir):
+    path = os.path.join(out_dir, f"pool_seed{args.seed}_n{args.pool}.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    fn = jax.jit(lambda im: atom.backbone_features(config, backbone_vars, im))
+    t0 = time.time()
+    parts = {k: [] for k in ("z3", "z4", "x3", "x4", "bz", "bx")}
+    chunk = 32
+    for start in range(0, args.pool, chunk):
+        n = min(chunk, args.pool - start)
+        rng = np.random.default_rng([args.seed, 1, start])
+        ps = [draw_pair(rng, *sources, index=start + i) for i in range(n)]
+        z3, z4 = fn(jnp.asarray(np.stack([p[0] for p in ps]), jnp.float32))
+        x3, x4 = fn(jnp.asarray(np.stack([p[2] for p in ps]), jnp.float32))
+        for k, v in (("z3", z3), ("z4", z4), ("x3", x3), ("x4", x4)):
+            parts[k].append(np.asarray(v, np.float16))
+        parts["bz"].append(np.stack([p[1] for p in ps]))
+        parts["bx"].append(np.stack([p[3] for p in ps]))
+        if (start // chunk) % 8 == 0:
+            print(f"  pool {start + n}/{args.pool} ({time.time() - t0:.0f}s)", flush=True)
+    pool = {k: np.concatenate(v) for k, v in parts.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **pool)
+    atomic_write_bytes(path, buf.getvalue())
+    return pool
+
+
+def make_batch(pool, seed, step, batch, stream=2):
+    rng = np.random.default_rng([seed, stream, step])
+    idx = rng.integers(0, len(pool["bz"]), batch)
+    props, ious = zip(*[perturb_proposals(rng, pool["bx"][i]) for i in idx])
+    return (pool["z3"][idx].astype(np.float32), pool["z4"][idx].astype(np.float32), pool["bz"][idx],
+            pool["x3"][idx].astype(np.float32), pool["x4"][idx].astype(np.float32),
+            np.stack(props), 2 * np.stack(ious) - 1)
+
+
+# ------------------------------------------------------------------ model / loss
+
+def loss_fn(trainable, stats, z3, z4, bz, x3, x4, props, target):
+    a = trainable["adapter"]
+    z3, z4 = iou_lib.adapt(a, (z3, z4))
+    x3, x4 = iou_lib.adapt(a, (x3, x4))
+    variables = {"params": trainable["iounet"], "batch_stats": stats}
+    pred, upd = iou_lib.AtomIoUNet().apply(variables, z3, z4, bz, x3, x4, props, train=True,
+                                           mutable=["batch_stats"])
+    return jnp.mean((pred - target) ** 2), upd["batch_stats"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--images", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
+    ap.add_argument("--synthetic", type=int, default=48, help="number of synthetic sequences")
+    ap.add_argument("--tfds-dir", default=None)
+    ap.add_argument("--max-gap", type=int, default=50)
+    ap.add_argument("--pool", type=int, default=1536, help="cached pairs (frozen backbone features)")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--stop-after", type=int, default=None)
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="stop (checkpointed, resumable) after this many seconds of training")
+    ap.add_argument("--export", default=None)
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    config = atom.ATOMConfig(backbone="mobilenet_v2")
+    from jaxtrack import weights as W
+    backbone = W.mobilenet_v2_variables()
+    head = atom.init_head(config, jax.random.PRNGKey(args.seed))
+    trainable = {"adapter": head["adapter"], "iounet": head["iounet"]["params"]}
+    stats = head["iounet"]["batch_stats"]
+    n_dec = [int(args.steps * 0.6), int(args.steps * 0.85)]
+    schedule = optax.piecewise_constant_schedule(args.lr, {n_dec[0]: 0.2, n_dec[1]: 0.2})
+    opt = optax.adam(schedule)
+    opt_state = opt.init(trainable)
+    step0 = 0
+    ckpt = os.path.join(args.out, "checkpoint.msgpack")
+    if os.path.exists(ckpt):
+        with open(ckpt, "rb") as f:
+            r = serialization.from_bytes({"trainable": trainable, "stats": stats, "opt_state": opt_state,
+                                          "step": 0}, f.read())
+        trainable, stats, opt_state, step0 = r["trainable"], r["stats"], r["opt_state"], int(r["step"])
+        print(f"resumed from {ckpt} at step {step0}")
+
+    images = load_images(args.images)
+    sequences = []
+    if args.synthetic > 0:
+        from jaxtrack.data.synthetic import make_dataset
+        sequences = make_dataset(args.seed + 1000, args.synthetic, num_frames=60)
+    sampler = None
+    if args.tfds_dir:
+        from jaxtrack.data.tfds_dataset import PairSampler, load_data_source
+        sampler = PairSampler(load_data_source(args.tfds_dir), max_gap=args.max_gap, seed=args.seed)
+    if not images and not sequences and sampler is None:
+        raise SystemExit("no training data: pass --images DIR and/or --synthetic N and/or --tfds-dir")
+    t_pool = time.time()
+    pool = build_pool(args, config, backbone, (images, sequences, sampler), args.out)
+    print(f"pool ready: {len(pool['bz'])} pairs ({time.time() - t_pool:.0f}s)", flush=True)
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    data_sh, repl = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+
+    @jax.jit
+    def train_step(trainable, stats, opt_state, batch):
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, stats, *batch)
+        updates, opt_state = opt.update(grads, opt_state, trainable)
+        return optax.apply_updates(trainable, updates), stats, opt_state, loss
+
+    trainable, stats, opt_state = jax.device_put((trainable, stats, opt_state), repl)
+    log_path = os.path.join(args.out, "log.jsonl")
+    t0 = time.time()
+    last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
+    step, losses = step0, []
+    while step < last:
+        batch = jax.device_put(make_batch(pool, args.seed, step, args.batch), data_sh)
+        trainable, stats, opt_state, loss = train_step(trainable, stats, opt_state, batch)
+        losses.append(float(loss))
+        step += 1
+        if step % 25 == 0 or step == step0 + 1:
+            rec = {"step": step, "loss": float(np.mean(losses[-25:])), "lr": float(schedule(step - 1)),
+                   "elapsed_s": round(time.time() - t0, 1)}
+            print(json.dumps(rec), flush=True)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        timed_out = args.time_limit is not None and time.time() - t0 > args.time_limit
+        if step % args.ckpt_every == 0 or step == last or timed_out:
+            atomic_write_bytes(ckpt, serialization.to_bytes(
+                {"trainable": trainable, "stats": stats, "opt_state": opt_state, "step": step}))
+        if timed_out:
+            print(f"time limit reached at step {step}; rerun with the same --out to resume")
+            break
+    trainable, stats = jax.device_get((trainable, stats))
+    if args.export:
+        W.save_variables(args.export, {"adapter": trainable["adapter"],
+                                       "iounet": {"params": trainable["iounet"], "batch_stats": stats}})
+        atomic_write_json(args.export + ".json", {
+            "command": " ".join(["experiments/train_iounet.py"] + sys.argv[1:]),
+            "steps_done": step, "steps_planned": args.steps, "batch": args.batch, "seed": args.seed,
+            "pool_pairs": args.pool, "images": args.images, "num_images": len(images),
+            "synthetic_sequences": args.synthetic, "tfds_dir": args.tfds_dir,
+            "final_loss_last25": float(np.mean(losses[-25:])) if losses else None,
+            "train_seconds_this_run": round(time.time() - t0, 1), "devices": len(jax.devices()),
+            "device": str(jax.devices()[0])})
+        print(f"exported {args.export}")
+    return trainable, stats
+
+
+if __name__ == "__main__":
+    main()

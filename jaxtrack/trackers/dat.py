@@ -1,0 +1,652 @@
+"""DAT: Deep Attentive Tracking via Reciprocative Learning (Pu et al., NeurIPS 2018), in JAX.
+
+DAT is MDNet (Nam & Han, CVPR 2016; ``hyeonseobnam/py-MDNet``) with one change to the
+online training loss: a *reciprocative* regulariser on the attention maps of the
+training samples (gradient of a class score w.r.t. the input patch, guided backprop;
+see :mod:`jaxtrack.guided_backprop`). Hyper-parameters are the official
+``shipubupt/NIPS2018`` ``tracking/options.py`` values (the defaults of
+:class:`DATConfig`).
+
+Network: a conv part on 107x107 patches (each box grown by 16/107 of its size on
+every side, as MDNet's ``crop_image``), then ``fc4`` (-> 512, ReLU), ``fc5`` (-> 512,
+ReLU), ``fc6`` (-> 2), each behind dropout 0.5. Conv parts:
+
+* ``vggm``: VGG-M conv1-3 (:mod:`jaxtrack.models.vggm`, ``imagenet-vgg-m.mat``),
+  3x3x512 = 4608 features; as in the official options its lr multiplier is 0 (frozen);
+  the official code still lets its (second-order) gradients enter the gradient-norm
+  clipping: ``clip_with_conv=True`` does that (off by default: on CPU the second-order
+  conv-kernel gradients cost ~5x the rest of an update, for a clipping norm only);
+* ``mobilenet_v2`` (default here, the stand-in): the frozen ImageNet MobileNetV2 up to
+  ``features.13`` (stride 16): 107 -> 7x7x96 = 4704 features, close to VGG-M's 4608.
+  BatchNorm is folded into the convolutions and the forward written as a pure function
+  so the guided ReLU6 can replace ReLU6 for the attention maps.
+
+fc4-6 are initialised randomly (seeded, PyTorch's ``nn.Linear`` default) and trained
+online from the first frame: the official options load only ``imagenet-vgg-m.mat``
+(no offline multi-domain pretraining of fc4/fc5), so there is no checkpoint to train.
+
+Tracking (MDNet / DAT ``run_tracker.py``):
+
+* ``init``: ridge bounding-box regressor (alpha 1000) on the conv features of 1000
+  samples; 500 positives (IoU >= 0.7) and 5000 negatives (IoU <= 0.5, half local, half
+  over the whole image); 50 iterations of SGD (lr 2e-4, fc6 x10, momentum 0.9, weight
+  decay 5e-4, gradient norm clipped at 10) on batches of 32 positives and the 32
+  hardest of 1024 negatives, loss = binary cross-entropy (summed) + lambda x the
+  reciprocative regulariser (lambda 5).
+* ``track_step``: 256 Gaussian candidates (translation 0.6 x mean side, scale 1.05;
+  1.5 after a failure), score = fc6 positive logit, box = mean of the top 5, success if
+  that mean score > 0; on success bounding-box regression of the top 5 and collection of
+  50 positives (IoU >= 0.7) and 200 negatives (IoU <= 0.3) into ring buffers of
+  features (100 and 20 frames); a short-term update (15 iterations, lr 3e-4, positives
+  of the last 20 stored frames) on failure, a long-term update every 10 frames.
+
+Differences from the official code, all for a fixed-shape, jitted design:
+
+* memories are fixed-size ring buffers of conv features (``bfloat16``) with validity
+  masks; batches are drawn with replacement from the valid entries;
+* the attention maps need input patches, which the feature memory does not keep: the
+  official code re-crops them from the stored frames. Here ``init`` crops them from the
+  first frame (the first ``att_batch`` samples of the batch), and updates draw them from
+  a small patch memory (``att_pos_per_frame`` / ``att_neg_per_frame`` uint8 patches per
+  stored frame, last ``att_frames`` frames; negatives: the hardest under the current
+  classifier); ``att_batch`` < 32 bounds the second-order cost on CPU;
+* the official guided-backprop hooks are registered on ``model._modules`` (the top-level
+  containers, never a ReLU) and read the gradient at conv1's ReLU; here the rectifiers
+  are really guided and the map is the gradient w.r.t. the input patch (issue 6).
+
+``attention="weight"`` is the paper's alternative: the attention map (guided gradient of
+the positive score w.r.t. the conv feature map) re-weights the features in training and
+tracking, instead of regularising the loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxtrack import ops
+from jaxtrack import guided_backprop as gb
+from jaxtrack.core import Frame, TrackOutput, Tracker, bind_config, register_tracker, replace_config
+
+MNV2_LAST_BLOCK = 13
+
+
+@dataclasses.dataclass(frozen=True)
+class DATConfig:
+    backbone: str = "mobilenet_v2"     # "mobilenet_v2" | "vggm"
+    attention: str = "reg"             # "reg" (DAT) | "weight" (attention as feature weights)
+    lam: float = 5.0                   # weight of the reciprocative regulariser (0: MDNet)
+    img_size: int = 107
+    padding: int = 16
+    # sampling
+    n_samples: int = 256
+    trans_f: float = 0.6
+    scale_f: float = 1.05
+    trans_f_expand: float = 1.5
+    top_k: int = 5
+    success_thr: float = 0.0
+    # bounding-box regression
+    n_bbreg: int = 1000
+    bbreg_alpha: float = 1000.0
+    # training
+    n_pos_init: int = 500
+    n_neg_init: int = 5000
+    maxiter_init: int = 50
+    lr_init: float = 2e-4
+    n_pos_update: int = 50
+    n_neg_update: int = 200
+    maxiter_update: int = 15
+    lr_update: float = 3e-4
+    n_frames_short: int = 20
+    n_frames_long: int = 100
+    long_interval: int = 10
+    batch_pos: int = 32
+    batch_neg: int = 32
+    batch_neg_cand: int = 1024
+    w_decay: float = 5e-4
+    momentum: float = 0.9
+    grad_clip: float = 10.0
+    lr_mult_fc6: float = 10.0
+    dropout: float = 0.5
+    # attention samples (second-order part)
+    att_batch: int = 8                 # positives and negatives per iteration in the regulariser
+    att_frames: int = 20
+    att_pos_per_frame: int = 4
+    att_neg_per_frame: int = 8
+    clip_with_conv: bool = False       # vggm: conv grads (lr x0) enter the clipping norm (official; slow on CPU)
+    chunk: int = 256                   # patches per batched conv forward
+    seed: int = 0                      # fc initialisation
+
+
+class DATState(NamedTuple):
+    box: Any           # (4,) target box used for sampling (xywh)
+    result: Any        # (4,) last reported (regressed) box
+    trans_f: Any       # ()
+    fc: Any            # online-trained fc4-6
+    momentum: Any      # SGD momentum buffers of fc (update optimiser)
+    pos_feats: Any     # [Lp, n_pos_update, D] bf16 ring of positive features
+    pos_seq: Any       # [Lp] int32 stored-frame number of each slot (-1 empty)
+    neg_feats: Any     # [Ls, n_neg_update, D]
+    neg_seq: Any       # [Ls]
+    att_pos: Any       # [A, kp, S, S, 3] uint8 patches for the attention terms
+    att_neg: Any       # [A, kn, S, S, 3]
+    att_neg_feats: Any  # [A, kn, D] their features (to pick hard ones)
+    att_seq: Any       # [A]
+    n_stored: Any      # () int32 number of stored frames
+    bbreg_w: Any       # [D, 4]
+    bbreg_b: Any       # [4]
+    frame_index: Any   # () int32
+    key: Any
+
+
+# ------------------------------------------------------------------ conv part
+
+def fold_mobilenet_v2(variables, last_block: int = MNV2_LAST_BLOCK):
+    """Fold frozen BatchNorm into conv kernels/biases of MobileNetV2 features.0..last_block."""
+    from jaxtrack.models.mobilenet_v2 import BN_EPS
+    p, s = variables["params"], variables["batch_stats"]
+
+    def fold(pp, ss):
+        scale = pp["bn"]["scale"] / jnp.sqrt(ss["bn"]["var"] + BN_EPS)
+        return {"kernel": pp["conv"]["kernel"] * scale,
+                "bias": pp["bn"]["bias"] - ss["bn"]["mean"] * scale}
+
+    out = {"features_0": fold(p["features_0"], s["features_0"])}
+    for i in range(1, last_block + 1):
+        name = f"features_{i}"
+        out[name] = {k: fold(p[name][k], s[name][k]) for k in p[name]}
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), out)
+
+
+def _depthwise3x3(x, kernel, stride):
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = (x.shape[1] - 1) // stride + 1, (x.shape[2] - 1) // stride + 1
+    out = 0.0
+    for i in range(3):
+        for j in range(3):
+            out = out + xp[:, i:i + (h - 1) * stride + 1:stride, j:j + (w - 1) * stride + 1:stride] * kernel[i, j, 0]
+    return out
+
+
+def mobilenet_v2_features(p, images, act6=jax.nn.relu6, last_block: int = MNV2_LAST_BLOCK):
+    """MobileNetV2 features.0..last_block with folded BN, as a pure function of ``p``.
+
+    Same result as :class:`jaxtrack.models.mobilenet_v2.MobileNetV2Features` (0-255
+    input), but the ReLU6 is an argument (guided backprop needs its own).
+    """
+    from jaxtrack.models.mobilenet_v2 import block_specs, normalize
+    x = normalize(images)
+    stem = p["features_0"]
+    x = lax.conv_general_dilated(x, stem["kernel"], (2, 2), ((1, 1), (1, 1)),
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = act6(x + stem["bias"])
+    for spec in block_specs():
+        if spec.index > last_block:
+            break
+        bp = p[f"features_{spec.index}"]
+        h = x
+        if "expand" in bp:
+            h = act6(jnp.einsum("bhwc,cd->bhwd", h, bp["expand"]["kernel"][0, 0]) + bp["expand"]["bias"])
+        h = act6(_depthwise3x3(h, bp["depthwise"]["kernel"], spec.stride) + bp["depthwise"]["bias"])
+        h = jnp.einsum("bhwc,cd->bhwd", h, bp["project"]["kernel"][0, 0]) + bp["project"]["bias"]
+        x = h + x if (spec.stride == 1 and spec.in_ch == spec.out_ch) else h
+    return x
+
+
+def conv_features(config: DATConfig, conv, patches, guided: bool = False):
+    """Conv feature maps ``[B, h, w, C]`` of ``[B, S, S, 3]`` patches (0..255)."""
+    if config.backbone == "mobilenet_v2":
+        return mobilenet_v2_features(conv, patches, gb.relu6(guided))
+    if config.backbone == "vggm":
+        from jaxtrack.models.vggm import vggm_features
+        return vggm_features(conv, patches, gb.relu(guided))
+    raise ValueError(f"unknown DAT backbone {config.backbone!r} (mobilenet_v2 | vggm)")
+
+
+def feature_shape(config: DATConfig):
+    return (7, 7, 96) if config.backbone == "mobilenet_v2" else (3, 3, 512)
+
+
+# ------------------------------------------------------------------ fc part
+
+def init_fc(key, in_dim: int):
+    """fc4/fc5/fc6 with PyTorch's ``nn.Linear`` default init (U(+-1/sqrt(fan_in)))."""
+    fc = {}
+    for name, (i, o) in (("fc4", (in_dim, 512)), ("fc5", (512, 512)), ("fc6", (512, 2))):
+        key, kw, kb = jax.random.split(key, 3)
+        bound = 1.0 / np.sqrt(i)
+        fc[name] = {"kernel": jax.random.uniform(kw, (i, o), jnp.float32, -bound, bound),
+                    "bias": jax.random.uniform(kb, (o,), jnp.float32, -bound, bound)}
+    return fc
+
+
+def _dropout(key, x, rate):
+    if key is None or rate <= 0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def fc_logits(fc, feats, guided: bool = False, key=None, rate: float = 0.5):
+    """fc4-fc6 logits ``[B, 2]`` of flat features ``[B, D]``; dropout when ``key`` is given."""
+    act = gb.relu(guided)
+    keys = jax.random.split(key, 3) if key is not None else (None, None, None)
+    x = act(_dropout(keys[0], feats, rate) @ fc["fc4"]["kernel"] + fc["fc4"]["bias"])
+    x = act(_dropout(keys[1], x, rate) @ fc["fc5"]["kernel"] + fc["fc5"]["bias"])
+    return _dropout(keys[2], x, rate) @ fc["fc6"]["kernel"] + fc["fc6"]["bias"]
+
+
+def weight_features(config: DATConfig, fc, feats):
+    """``attention="weight"``: features x their (max-normalised) positive-class attention map.
+
+    The map is the guided gradient of the positive logit w.r.t. the conv feature map,
+    squared and summed over channels; it is a fixed weight (no gradient through it).
+    """
+    if config.attention != "weight":
+        return feats
+    shape = feature_shape(config)
+    g = jax.grad(lambda f: jnp.sum(fc_logits(fc, f, guided=True)[:, 1]))(feats)
+    a = jnp.sum(jnp.square(g).reshape((-1,) + shape), axis=-1)
+    a = a / (jnp.max(a, axis=(1, 2), keepdims=True) + 1e-12)
+    f = feats.reshape((-1,) + shape) * lax.stop_gradient(a)[..., None]
+    return f.reshape(feats.shape)
+
+
+def scores_of(config: DATConfig, fc, feats):
+    """Positive-class logits of flat features (eval mode)."""
+    return fc_logits(fc, weight_features(config, fc, feats))[:, 1]
+
+
+# ------------------------------------------------------------------ samples and patches
+
+def box_iou(boxes, box):
+    lt = jnp.maximum(boxes[:, :2], box[:2])
+    rb = jnp.minimum(boxes[:, :2] + boxes[:, 2:], box[:2] + box[2:])
+    inter = jnp.prod(jnp.maximum(rb - lt, 0.0), axis=1)
+    union = jnp.prod(boxes[:, 2:], axis=1) + jnp.prod(box[2:]) - inter
+    return jnp.clip(inter / jnp.maximum(union, 1e-12), 0.0, 1.0)
+
+
+def gen_samples(key, kind: str, box, n: int, img_wh, trans_f, scale_f, aspect_f=None, valid=False):
+    """MDNet's SampleGenerator: ``n`` boxes (xywh) around ``box``; ``kind`` gaussian | uniform | whole."""
+    ka, kt, ks = jax.random.split(key, 3)
+    c = box[:2] + box[2:] / 2
+    wh = jnp.broadcast_to(box[2:], (n, 2))
+    if aspect_f is not None:
+        r = jax.random.uniform(ka, (n, 1), minval=-1.0, maxval=1.0)
+        wh = wh * aspect_f ** jnp.concatenate([r, -r], axis=1)
+    if kind == "gaussian":
+        cxy = c + trans_f * jnp.mean(box[2:]) * jnp.clip(0.5 * jax.random.normal(kt, (n, 2)), -1, 1)
+        wh = wh * scale_f ** jnp.clip(0.5 * jax.random.normal(ks, (n, 1)), -1, 1)
+    elif kind == "uniform":
+        cxy = c + trans_f * jnp.mean(box[2:]) * jax.random.uniform(kt, (n, 2), minval=-1.0, maxval=1.0)
+        wh = wh * scale_f ** jax.random.uniform(ks, (n, 1), minval=-1.0, maxval=1.0)
+    elif kind == "whole":
+        cxy = box[2:] / 2 + jax.random.uniform(kt, (n, 2)) * (img_wh - box[2:] / 2 - 1)
+        wh = wh * scale_f ** jax.random.uniform(ks, (n, 1), minval=-1.0, maxval=1.0)
+    else:
+        raise ValueError(f"unknown sample kind {kind!r}")
+    wh = jnp.clip(wh, 10.0, jnp.maximum(img_wh - 10.0, 10.0))
+    if valid:
+        cxy = jnp.clip(cxy, wh / 2, jnp.maximum(img_wh - wh / 2 - 1, wh / 2))
+    else:
+        cxy = jnp.clip(cxy, 0.0, img_wh)
+    return jnp.concatenate([cxy - wh / 2, wh], axis=1)
+
+
+def gen_filtered(key, kind, box, n, img_wh, trans_f, scale_f, aspect_f=None,
+                 iou_range=None, scale_range=None, factor: int = 8):
+    """``gen_samples`` keeping boxes whose IoU / area ratio to ``box`` lie in the ranges.
+
+    Draws ``factor * n`` and keeps the first ``n`` that pass (MDNet's rejection loop, with
+    a fixed number of draws); if fewer pass, the passing ones are repeated. Returns the
+    boxes and whether any passed.
+    """
+    k1, k2 = jax.random.split(key)
+    cand = gen_samples(k1, kind, box, factor * n, img_wh, trans_f, scale_f, aspect_f)
+    ok = jnp.ones(cand.shape[0], bool)
+    if iou_range is not None:
+        r = box_iou(cand, box)
+        ok &= (r >= iou_range[0]) & (r <= iou_range[1])
+    if scale_range is not None:
+        s = jnp.prod(cand[:, 2:], axis=1) / jnp.prod(box[2:])
+        ok &= (s >= scale_range[0]) & (s <= scale_range[1])
+    order = jnp.argsort(jnp.where(ok, 0.0, 1.0) + 0.5 * jax.random.uniform(k2, ok.shape))
+    count = jnp.maximum(jnp.sum(ok), 1)
+    return cand[order[jnp.arange(n) % count]], jnp.any(ok)
+
+
+def crop_patches(config: DATConfig, frame: Frame, boxes):
+    """MDNet patches ``[N, S, S, 3]`` (float 0..255): each box grown by padding/S per side, 128 outside."""
+    s = config.img_size
+    grow = (s + 2.0 * config.padding) / s
+    fill = jnp.full((3,), 128.0, jnp.float32)
+
+    def one(b):
+        return ops.crop_patch(frame.image, frame.size, b[:2] + b[2:] / 2, b[2:] * grow, s, fill)
+    return jax.vmap(one)(boxes)
+
+
+def extract(config: DATConfig, conv, frame: Frame, boxes, with_patches: bool = False):
+    """Flat conv features ``[N, D]`` of boxes, cropped and run in chunks of ``config.chunk``."""
+    n = boxes.shape[0]
+    c = min(config.chunk, n)
+    m = -(-n // c)
+    padded = jnp.concatenate([boxes, jnp.broadcast_to(boxes[:1], (m * c - n, 4))]) if m * c > n else boxes
+
+    def chunk(b):
+        p = crop_patches(config, frame, b)
+        return conv_features(config, conv, p).reshape(c, -1)
+    feats = lax.map(chunk, padded.reshape(m, c, 4)).reshape(m * c, -1)[:n]
+    return feats
+
+
+# ------------------------------------------------------------------ bounding-box regression
+
+def _xywh_to_cxcy(b):
+    return jnp.concatenate([b[..., :2] + b[..., 2:] / 2, b[..., 2:]], -1)
+
+
+def fit_bbreg(config: DATConfig, feats, boxes, gt, mask):
+    """Ridge regression (scikit-learn ``Ridge``: centred, unpenalised intercept) of MDNet's
+    box targets, solved in the dual (n x n) since n = 1000 < D. ``mask`` selects samples."""
+    m = mask.astype(jnp.float32)[:, None]
+    cnt = jnp.maximum(jnp.sum(m), 1.0)
+    b, g = _xywh_to_cxcy(boxes), _xywh_to_cxcy(gt)
+    y = jnp.concatenate([(g[:2] - b[:, :2]) / b[:, 2:], jnp.log(g[2:] / b[:, 2:])], axis=1)
+    x_mean = jnp.sum(feats * m, 0) / cnt
+    y_mean = jnp.sum(y * m, 0) / cnt
+    xc, yc = (feats - x_mean) * m, (y - y_mean) * m
+    k = xc @ xc.T + config.bbreg_alpha * jnp.eye(xc.shape[0])
+    w = xc.T @ jnp.linalg.solve(k, yc)
+    return w, y_mean - x_mean @ w
+
+
+def apply_bbreg(w, b, feats, boxes, img_wh):
+    """MDNet's ``BBRegressor.predict``: regressed boxes, unchanged where implausible."""
+    y = feats @ w + b
+    c = _xywh_to_cxcy(boxes)
+    wh = jnp.exp(y[:, 2:]) * c[:, 2:]
+    cxy = y[:, :2] * c[:, 2:] + c[:, :2]
+    out = jnp.concatenate([cxy - wh / 2, wh], 1)
+    r = jax.vmap(lambda a, bb: box_iou(a[None], bb)[0])(boxes, out)
+    s = jnp.prod(boxes[:, 2:], 1) / jnp.prod(out[:, 2:], 1)
+    ok = (r >= 0.6) & (r <= 1.0) & (s >= 1.0) & (s <= 2.0)
+    out = jnp.where(ok[:, None], out, boxes)
+    xy = jnp.maximum(out[:, :2], 0.0)
+    wh = jnp.minimum(out[:, 2:], img_wh - boxes[:, :2])
+    return jnp.concatenate([xy, wh], 1)
+
+
+# ------------------------------------------------------------------ online training
+
+def _lr_tree(config: DATConfig, fc, lr):
+    return {k: jax.tree_util.tree_map(lambda _: lr * (config.lr_mult_fc6 if k == "fc6" else 1.0), v)
+            for k, v in fc.items()}
+
+
+def classifier_loss(config: DATConfig, fc, conv, pos_feats, neg_feats, att_pos, att_neg, key, lam=None):
+    """MDNet's summed binary loss (dropout on) + ``lam`` x DAT's reciprocative regulariser.
+
+    ``att_pos`` / ``att_neg``: input patches for the attention maps (eval mode, guided).
+    Returns ``(total, (bce, reg))``.
+    """
+    lam = config.lam if lam is None else lam
+    kp, kn = jax.random.split(key)
+    pos_s = fc_logits(fc, weight_features(config, fc, pos_feats), key=kp, rate=config.dropout)
+    neg_s = fc_logits(fc, weight_features(config, fc, neg_feats), key=kn, rate=config.dropout)
+    bce = -jnp.sum(jax.nn.log_softmax(pos_s)[:, 1]) - jnp.sum(jax.nn.log_softmax(neg_s)[:, 0])
+    reg = jnp.zeros((), jnp.float32)
+    if config.attention == "reg" and config.lam != 0 and att_pos is not None:
+        def score_fn(p):
+            f = conv_features(config, conv, p, guided=True)
+            return fc_logits(fc, f.reshape(f.shape[0], -1), guided=True)
+        reg = gb.reciprocative_loss(score_fn, att_pos, att_neg)
+    return bce + lam * reg, (bce, reg)
+
+
+def _sample_idx(key, mask, n):
+    p = mask.astype(jnp.float32)
+    p = jnp.where(jnp.sum(p) > 0, p, jnp.ones_like(p))
+    return jax.random.choice(key, mask.shape[0], (n,), p=p / jnp.sum(p))
+
+
+def train(config: DATConfig, conv, fc, mom, pos, pos_mask, neg, neg_mask, att_source, key, iters, lr):
+    """``iters`` SGD steps (MDNet ``train``): 32 positives, 32 hard negatives of 1024.
+
+    ``att_source(key, fc, pos_idx, hard_neg_idx) -> (pos_patches, neg_patches)`` gives the
+    attention samples. Conv parameters (VGG-M) are differentiated only to enter the
+    gradient-norm clipping (lr multiplier 0, as the official options).
+    """
+    lrs = _lr_tree(config, fc, lr)
+    need_att = config.attention == "reg" and config.lam != 0
+    conv_in_norm = need_att and config.backbone == "vggm" and config.clip_with_conv
+
+    def step(i, carry):
+        fc, mom, key = carry
+        key, k1, k2, k3, k4 = jax.random.split(key, 5)
+        pos_idx = _sample_idx(k1, pos_mask, config.batch_pos)
+        cand = _sample_idx(k2, neg_mask, config.batch_neg_cand)
+        cand_feats = neg[cand].astype(jnp.float32)
+        hard = lax.top_k(scores_of(config, fc, cand_feats), config.batch_neg)[1]
+        att_pos = att_neg = None
+        if need_att:
+            att_pos, att_neg = att_source(k3, fc, pos_idx, cand[hard])
+        pf, nf = pos[pos_idx].astype(jnp.float32), cand_feats[hard]
+        if conv_in_norm:
+            grads, cgrads = jax.grad(lambda f, c: classifier_loss(config, f, c, pf, nf, att_pos, att_neg, k4)[0],
+                                     argnums=(0, 1))(fc, conv)
+        else:
+            grads = jax.grad(lambda f: classifier_loss(config, f, conv, pf, nf, att_pos, att_neg, k4)[0])(fc)
+            cgrads = {}
+        sq = sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves((grads, cgrads)))
+        clip = jnp.minimum(1.0, config.grad_clip / (jnp.sqrt(sq) + 1e-6))
+        d = jax.tree_util.tree_map(lambda g, p: g * clip + config.w_decay * p, grads, fc)
+        mom = jax.tree_util.tree_map(lambda m, dd: config.momentum * m + dd, mom, d)
+        fc = jax.tree_util.tree_map(lambda p, m, a: p - a * m, fc, mom, lrs)
+        return fc, mom, key
+
+    fc, mom, _ = lax.fori_loop(0, iters, step, (fc, mom, key))
+    return fc, mom
+
+
+def _zeros_like(tree):
+    return jax.tree_util.tree_map(jnp.zeros_like, tree)
+
+
+# ------------------------------------------------------------------ init / track_step
+
+def _img_wh(frame):
+    return jnp.stack([frame.size[1], frame.size[0]]).astype(jnp.float32)
+
+
+def init(config: DATConfig, params, frame: Frame, box, key) -> DATState:
+    """Fit the box regressor, draw the first-frame samples and train fc4-6 (50 iterations)."""
+    box = jnp.asarray(box, jnp.float32)
+    conv, fc = params["conv"], params["fc"]
+    img_wh = _img_wh(frame)
+    kb, kp, kn1, kn2, kt, kperm, key = jax.random.split(key, 7)
+
+    # box regressor on 1000 samples (uniform 0.3, 1.5, aspect 1.1; kept: IoU >= 0.6, area x1-2)
+    bb_boxes, _ = gen_filtered(kb, "uniform", box, config.n_bbreg, img_wh, 0.3, 1.5, 1.1,
+                               iou_range=(0.6, 1.0), scale_range=(1.0, 2.0))
+    bb_feats = extract(config, conv, frame, bb_boxes)
+    bbreg_w, bbreg_b = fit_bbreg(config, bb_feats, bb_boxes, box, jnp.ones(config.n_bbreg, bool))
+
+    pos_boxes, _ = gen_filtered(kp, "gaussian", box, config.n_pos_init, img_wh, 0.1, 1.2,
+                                iou_range=(0.7, 1.0))
+    half = config.n_neg_init // 2
+    neg_boxes = jnp.concatenate([
+        gen_filtered(kn1, "uniform", box, half, img_wh, 1.0, 2.0, 1.1, iou_range=(0.0, 0.5))[0],
+        gen_filtered(kn2, "whole", box, config.n_neg_init - half, img_wh, 0.0, 1.2, 1.1,
+                     iou_range=(0.0, 0.5))[0]])
+    neg_boxes = jax.random.permutation(kperm, neg_boxes)
+    pos = extract(config, conv, frame, pos_boxes)
+    neg = extract(config, conv, frame, neg_boxes)
+
+    a = config.att_batch
+
+    def att_first_frame(k, fc_, pos_idx, neg_idx):
+        del k, fc_
+        return (crop_patches(config, frame, pos_boxes[pos_idx[:a]]),
+                crop_patches(config, frame, neg_boxes[neg_idx[:a]]))
+
+    fc, _ = train(config, conv, fc, _zeros_like(fc), pos, jnp.ones(pos.shape[0], bool),
+                  neg, jnp.ones(neg.shape[0], bool), att_first_frame, kt, config.maxiter_init,
+                  config.lr_init)
+
+    d = pos.shape[1]
+    mdt = jnp.bfloat16
+    pos_feats = jnp.zeros((config.n_frames_long, config.n_pos_update, d), mdt).at[0].set(
+        pos[:config.n_pos_update].astype(mdt))
+    neg_feats = jnp.zeros((config.n_frames_short, config.n_neg_update, d), mdt).at[0].set(
+        neg[:config.n_neg_update].astype(mdt))
+    s = config.img_size
+    kp_, kn_ = config.att_pos_per_frame, config.att_neg_per_frame
+    att_pos = jnp.zeros((config.att_frames, kp_, s, s, 3), jnp.uint8).at[0].set(
+        _to_u8(crop_patches(config, frame, pos_boxes[:kp_])))
+    att_neg = jnp.zeros((config.att_frames, kn_, s, s, 3), jnp.uint8).at[0].set(
+        _to_u8(crop_patches(config, frame, neg_boxes[:kn_])))
+    att_neg_feats = jnp.zeros((config.att_frames, kn_, d), mdt).at[0].set(neg[:kn_].astype(mdt))
+    return DATState(
+        box=box, result=box, trans_f=jnp.asarray(config.trans_f, jnp.float32), fc=fc,
+        momentum=_zeros_like(fc),
+        pos_feats=pos_feats, pos_seq=jnp.full((config.n_frames_long,), -1, jnp.int32).at[0].set(0),
+        neg_feats=neg_feats, neg_seq=jnp.full((config.n_frames_short,), -1, jnp.int32).at[0].set(0),
+        att_pos=att_pos, att_neg=att_neg, att_neg_feats=att_neg_feats,
+        att_seq=jnp.full((config.att_frames,), -1, jnp.int32).at[0].set(0),
+        n_stored=jnp.ones((), jnp.int32), bbreg_w=bbreg_w, bbreg_b=bbreg_b,
+        frame_index=jnp.zeros((), jnp.int32), key=key)
+
+
+def _to_u8(p):
+    return jnp.clip(jnp.round(p), 0, 255).astype(jnp.uint8)
+
+
+def _collect(config: DATConfig, conv, frame, state: DATState, key):
+    """Store 50 positives / 200 negatives (features) and a few patches of the new box."""
+    img_wh = _img_wh(frame)
+    kp, kn = jax.random.split(key)
+    pos_boxes, _ = gen_filtered(kp, "gaussian", state.box, config.n_pos_update, img_wh, 0.1, 1.2,
+                                iou_range=(0.7, 1.0))
+    neg_boxes, _ = gen_filtered(kn, "uniform", state.box, config.n_neg_update, img_wh, 1.5, 1.2,
+                                iou_range=(0.0, 0.3))
+    boxes = jnp.concatenate([pos_boxes, neg_boxes])
+    patches = crop_patches(config, frame, boxes)
+    feats = conv_features(config, conv, patches).reshape(boxes.shape[0], -1)
+    npos = config.n_pos_update
+    mdt = state.pos_feats.dtype
+    seq = state.n_stored
+    lp, ls, la = seq % config.n_frames_long, seq % config.n_frames_short, seq % config.att_frames
+    kp_, kn_ = config.att_pos_per_frame, config.att_neg_per_frame
+    return state._replace(
+        pos_feats=state.pos_feats.at[lp].set(feats[:npos].astype(mdt)), pos_seq=state.pos_seq.at[lp].set(seq),
+        neg_feats=state.neg_feats.at[ls].set(feats[npos:].astype(mdt)), neg_seq=state.neg_seq.at[ls].set(seq),
+        att_pos=state.att_pos.at[la].set(_to_u8(patches[:kp_])),
+        att_neg=state.att_neg.at[la].set(_to_u8(patches[npos:npos + kn_])),
+        att_neg_feats=state.att_neg_feats.at[la].set(feats[npos:npos + kn_].astype(mdt)),
+        att_seq=state.att_seq.at[la].set(seq), n_stored=seq + 1)
+
+
+def _update(config: DATConfig, conv, state: DATState, short: Any, key):
+    """Short-term (positives of the last 20 stored frames) or long-term update, 15 iterations."""
+    npos, nneg = config.n_pos_update, config.n_neg_update
+    d = state.pos_feats.shape[-1]
+    recent = state.pos_seq >= state.n_stored - config.n_frames_short
+    pos_ok = (state.pos_seq >= 0) & jnp.where(short, recent, True)
+    pos_mask = jnp.repeat(pos_ok, npos)
+    neg_mask = jnp.repeat(state.neg_seq >= 0, nneg)
+    a = config.att_batch
+    att_valid = state.att_seq >= 0
+    att_pos_flat = state.att_pos.reshape((-1,) + state.att_pos.shape[2:])
+    att_neg_flat = state.att_neg.reshape((-1,) + state.att_neg.shape[2:])
+    att_neg_feats = state.att_neg_feats.reshape(-1, d).astype(jnp.float32)
+    att_pos_mask = jnp.repeat(att_valid, config.att_pos_per_frame)
+    att_neg_mask = jnp.repeat(att_valid, config.att_neg_per_frame)
+
+    def att_memory(k, fc, pos_idx, neg_idx):
+        del pos_idx, neg_idx
+        pi = _sample_idx(k, att_pos_mask, a)
+        s = jnp.where(att_neg_mask, scores_of(config, fc, att_neg_feats), -jnp.inf)
+        ni = lax.top_k(s, a)[1]
+        return att_pos_flat[pi].astype(jnp.float32), att_neg_flat[ni].astype(jnp.float32)
+
+    fc, mom = train(config, conv, state.fc, state.momentum,
+                    state.pos_feats.reshape(-1, d), pos_mask, state.neg_feats.reshape(-1, d), neg_mask,
+                    att_memory, key, config.maxiter_update, config.lr_update)
+    return state._replace(fc=fc, momentum=mom)
+
+
+def track_step(config: DATConfig, params, state: DATState, frame: Frame):
+    conv = params["conv"]
+    img_wh = _img_wh(frame)
+    key, ks, kc, ku = jax.random.split(state.key, 4)
+    i = state.frame_index + 1
+
+    samples = gen_samples(ks, "gaussian", state.box, config.n_samples, img_wh, state.trans_f,
+                          config.scale_f, valid=True)
+    feats = conv_features(config, conv, crop_patches(config, frame, samples)).reshape(config.n_samples, -1)
+    scores = scores_of(config, state.fc, feats)
+    top, idx = lax.top_k(scores, config.top_k)
+    target_score = jnp.mean(top)
+    success = target_score > config.success_thr
+    target = jnp.mean(samples[idx], axis=0)
+    regressed = jnp.mean(apply_bbreg(state.bbreg_w, state.bbreg_b, feats[idx], samples[idx], img_wh), axis=0)
+    box = jnp.where(success, target, state.box)
+    result = jnp.where(success, regressed, state.result)
+    trans_f = jnp.where(success, config.trans_f, config.trans_f_expand).astype(jnp.float32)
+    state = state._replace(box=box, result=result, trans_f=trans_f, frame_index=i, key=key)
+
+    state = lax.cond(success, lambda s: _collect(config, conv, frame, s, kc), lambda s: s, state)
+    do_update = jnp.logical_not(success) | (i % config.long_interval == 0)
+    state = lax.cond(do_update, lambda s: _update(config, conv, s, jnp.logical_not(success), ku),
+                     lambda s: s, state)
+    return state, TrackOutput(result, target_score)
+
+
+# ------------------------------------------------------------------ params / build
+
+def load_params(config: DATConfig, weights: str | None = None, seed: int = 0, allow_random: bool = False):
+    """``{"conv": ..., "fc": ...}``: the conv part from ImageNet weights, fc4-6 random (seeded).
+
+    mobilenet_v2: :func:`jaxtrack.weights.mobilenet_v2_variables` (``weights`` may name a
+    MobileNetV2 file). vggm: ``weights`` or ``$JAXTRACK_VGGM`` = ``imagenet-vgg-m.mat``;
+    without one, ``allow_random=True`` gives a seeded random conv part (timing/tests only).
+    """
+    key_c, key_f = jax.random.split(jax.random.PRNGKey(seed))
+    if config.backbone == "mobilenet_v2":
+        from jaxtrack import weights as W
+        conv = fold_mobilenet_v2(W.mobilenet_v2_variables(weights))
+    elif config.backbone == "vggm":
+        from jaxtrack.models import vggm
+        path = weights or os.environ.get("JAXTRACK_VGGM")
+        if path:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"VGG-M weights not found: {path}")
+            conv = vggm.load_vggm_mat(path)
+        elif allow_random:
+            conv = vggm.init_vggm(key_c)
+        else:
+            raise FileNotFoundError("DAT vggm needs imagenet-vgg-m.mat (weights=... or $JAXTRACK_VGGM), "
+                                    "or allow_random=True")
+    else:
+        raise ValueError(f"unknown DAT backbone {config.backbone!r} (mobilenet_v2 | vggm)")
+    return {"conv": conv, "fc": init_fc(key_f, int(np.prod(feature_shape(config))))}
+
+
+@register_tracker("dat")
+def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
+          params=None, **overrides) -> Tracker:
+    config = replace_config(DATConfig(), overrides, "dat")
+    if config.attention not in ("reg", "weight"):
+        raise ValueError(f"dat: attention must be 'reg' or 'weight', got {config.attention!r}")
+    if config.n_samples < config.top_k:
+        raise ValueError(f"dat: n_samples {config.n_samples} < top_k {config.top_k}")
+    if params is None:
+        params = load_params(config, weights, seed if seed else config.seed, allow_random)
+    return Tracker("dat", config, params, bind_config(init, config), bind_config(track_step, config))
