@@ -2,3 +2,4 @@
 from jaxtrack.trackers import siamfc  # noqa: F401
 from jaxtrack.trackers import atom  # noqa: F401
 from jaxtrack.trackers import dat  # noqa: F401
+from jaxtrack.trackers import tadt  # noqa: F401

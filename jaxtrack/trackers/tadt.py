@@ -1,0 +1,543 @@
+"""TADT, Target-Aware Deep Tracking (Li, Ma, Wu, Yang, Yang; CVPR 2019), in JAX.
+
+No offline training: a frozen ImageNet backbone gives two feature taps of a search
+window around the first-frame target; the channels of the taps that matter for *this*
+target are picked by the gradients of two losses, and the target is then tracked by
+Siamese cross-correlation of the selected channels against a template fixed after the
+first frame. Semantics and constants follow the official MATLAB code (XinLi-zn/TADT)
+and its PyTorch port (ZikunZhou/TADT-python); the code here is written from scratch.
+
+Geometry (``init``). The image is (virtually) rescaled so that the target's
+``sqrt(w h)`` lies in ``[min_size, max_size]`` (VGG: [44, 59]); the search window is
+``3 * max_size`` rounded up to ``s (2k + 1)`` pixels (``s`` the output stride: VGG 180 px
+-> a 45x45 map). It is cropped from the frame with :func:`jaxtrack.ops.crop_patch`
+(bilinear, mean-colour padding) instead of resizing the whole frame. The exemplar is
+the odd-sized ``(2 floor(t/2) + 1)`` block of first-frame feature cells around the map
+centre, ``t`` the target size in cells.
+
+MobileNetV2 stand-in. The taps are ``features.10`` (64 ch, the shallower one, in the
+role of relu4_1) and ``features.13`` (96 ch, the deeper one, relu4_3's role), both at
+output stride 8 with ``dilate_after_stride8`` (so, like relu4_1/relu4_3, both taps
+share one spatial grid; ``features.6`` has only 32 channels, too few to select from).
+Stride 8 instead of VGG's 4 is compensated by doubling the target size range to
+[88, 118] px: the search window becomes 360 px and the map stays 45x45, so the
+exemplar (in cells), the Gaussian label, the ranking scales and the 45/47, 1, 45/43
+scale pyramid are the official ones. The channel budget is scaled with the channel
+count: 300/512 and 80/512 of the taps become 56/96 and 10/64 (and the 250-channel
+minimum and 50-channel balance set likewise).
+
+Target-active channels (regression). For each tap a single conv regressor ``W``
+(kernel ``(2 ceil(h/2) + 1) x (2 ceil(w/2) + 1)`` cells, "same" output) is fitted to a
+Gaussian label (``exp(-0.2 d^2 / sigma^2)``, ``sigma = 0.1 x`` exemplar size, as
+``gaussian_shaped_labels.m``) over the whole search map, by ridge-regularised gradient
+descent with momentum in a ``lax.fori_loop`` (step ``1 / L`` with ``L`` the loss'
+curvature bound computed from the feature spectrum, so no backbone-specific learning
+rate). The importance of channel ``c`` is the paper's global-average-pooled gradient
+``-GAP(dL/dX_c)`` (``jax.grad`` w.r.t. the input features, the fitted ``W`` held fixed):
+how much the loss falls when channel ``c`` is raised everywhere. The deeper tap keeps
+its ``n_deep`` most important channels with positive importance.
+
+Scale-sensitive channels (ranking). The shallower tap's search map is resized to
+``F + 2k`` cells (``k = -K..K``, scale ratios ~0.5-1.5) and the exemplar-sized centre block
+of each is a sample of the target at scale ``r``; the samples are ranked by their
+overlap with the target (``min(r, 1/r)^2``, the IoU of concentric boxes) and scored by the
+tracker's own matching function, the correlation with the exemplar. The smooth pairwise
+loss ``log(1 + exp(f_lo - f_hi))`` over neighbouring samples (chained outwards from
+``r = 1``, as ``generate_pair_label.m``) is differentiated with ``jax.grad`` w.r.t. the
+input features ``X``; the importance of channel ``c`` is ``-sum_xy X_c dL/dX_c``, i.e. the
+derivative of the loss w.r.t. a gain on channel ``c``. (The plain GAP of this gradient
+is ~0: adding a constant to a channel shifts every sample's score equally, and the
+official code, whose ranking net is an untrained 1e-8-scale random conv, effectively
+selects on the sign of random weights.)
+The shallower tap keeps the ``n_shallow`` channels with the highest positive ranking
+importance among its target-active (positive regression importance) channels.
+
+Selection, balance, matching. If fewer than ``min_total`` channels survive, more deep
+channels are added in regression order (official). The shallower tap is scaled by the
+balance weight ``max_xy sum_{top B deep} X / max_xy sum_{top B shallow} X``
+(``TAF_model.m``). Selected channels are fixed-size index arrays with a 0/1 validity
+weight, so every target compiles to the same shapes. ``track_step`` extracts the tap
+features of one search window, builds the 3-scale pyramid by resizing the selected
+feature map to ``F + 2`` (crop) and ``F - 2`` (zero pad), correlates it with the exemplar
+(FFT correlation, zeros where the exemplar does not fit, normalised by the maximum),
+upsamples bicubically to the window's pixel size, adds the (unnormalised) Hann
+window, weights each scale's maximum by ``scale_weights`` and moves the box; the box
+and the window scale by the chosen scale, without damping, as the official code does.
+
+Ablations (``selection``): ``target_aware`` (the above), ``all`` (every channel of both
+taps, balance weight kept), ``random`` (as many random channels per tap as
+target_aware keeps, drawn with the ``init`` key), ``regression`` (both taps by the
+regression importance only) and ``ranking`` (both taps by the ranking importance only).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtrack import ops
+from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
+                           replace_config)
+
+SELECTIONS = ("target_aware", "all", "random", "regression", "ranking")
+
+
+@dataclasses.dataclass(frozen=True)
+class TADTConfig:
+    backbone: str = "mobilenet_v2"        # "mobilenet_v2" | "vgg16"
+    selection: str = "target_aware"       # one of SELECTIONS (ablations)
+    vgg_normalization: str = "torchvision"  # set from the weights file (vgg16 only)
+    # geometry: target sqrt(w h) range in the rescaled image (pixels), output stride
+    min_size: float = 88.0
+    max_size: float = 118.0
+    total_stride: int = 8
+    search_factor: float = 3.0            # search window = factor x max_size (rounded)
+    # channel selection
+    n_deep: int = 56                      # VGG: 300 of relu4_3
+    n_shallow: int = 10                   # VGG: 80 of relu4_1
+    min_total: int = 39                   # VGG: 250
+    balance_channels: int = 9             # VGG: 50
+    label_sigma: float = 0.1              # Gaussian label sigma / exemplar size
+    label_alpha: float = 0.2              # exp(-alpha d^2 / sigma^2), as the official code
+    reg_iters: int = 50                   # regressor fitting steps (fori_loop; official: 100 SGD epochs)
+    reg_momentum: float = 0.9
+    reg_ridge: float = 0.01               # ridge weight relative to the data curvature
+    rank_steps: int = 11                  # K: map sizes F + 2k, k = -K..K
+    # matching
+    scale_pad: int = 2                    # pyramid: F+2 / F / F-2 cells (45/47, 1, 45/43)
+    scale_weights: tuple = (0.99, 1.0, 1.0055)
+    window_weight: float = 1.0            # the official adds the unnormalised Hann window
+    min_box: float = 4.0                  # box side clamp (pixels)
+
+    @property
+    def search_px(self) -> int:
+        """Search window input size: ``factor * max_size`` rounded up to ``s (2k + 1)``."""
+        s = self.total_stride
+        sz = int(np.ceil(self.search_factor * self.max_size))
+        return sz + 2 * s - (sz - s) % (2 * s)
+
+    @property
+    def map_size(self) -> int:
+        return self.search_px // self.total_stride
+
+
+BACKBONE_DEFAULTS = {
+    "mobilenet_v2": dict(min_size=88.0, max_size=118.0, total_stride=8, n_deep=56,
+                         n_shallow=10, min_total=39, balance_channels=9),
+    "vgg16": dict(min_size=44.0, max_size=59.0, total_stride=4, n_deep=300,
+                  n_shallow=80, min_total=250, balance_channels=50),
+}
+TAP_CHANNELS = {"mobilenet_v2": (64, 96), "vgg16": (512, 512)}   # (shallow, deep)
+
+
+class TADTState(NamedTuple):
+    center: Any        # (2,) cx, cy in frame pixels
+    target_size: Any   # (2,) w, h
+    x_side: Any        # () search window side in frame pixels
+    fill: Any          # (3,) mean colour of the first frame (crop padding)
+    template: Any      # [F, F, Csel] selected exemplar features, zero outside the exemplar
+    valid: Any         # [F, F] response positions where the exemplar fits
+    idx_shallow: Any   # [Ns] int32 selected channels of the shallow tap
+    idx_deep: Any      # [Nd] int32 selected channels of the deep tap
+    w_shallow: Any     # [Ns] validity x balance weight
+    w_deep: Any        # [Nd] validity (0/1)
+    frame_index: Any   # () int32
+
+
+# ------------------------------------------------------------------- backbone
+
+def backbone_module(config: TADTConfig):
+    if config.backbone == "mobilenet_v2":
+        from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
+        return MobileNetV2Features(taps=(10, 13), dilate_after_stride8=True)
+    if config.backbone == "vgg16":
+        from jaxtrack.models.vgg16 import VGG16Features
+        return VGG16Features(normalization=config.vgg_normalization)
+    raise ValueError(f"unknown TADT backbone {config.backbone!r} (mobilenet_v2 | vgg16)")
+
+
+def extract(config: TADTConfig, params, images):
+    """(shallow, deep) tap features of [B, H, W, 3] crops (0-255 RGB)."""
+    out = backbone_module(config).apply(params["backbone"], images)
+    if config.backbone == "mobilenet_v2":
+        return out[10], out[13]
+    return out["relu4_1"], out["relu4_3"]
+
+
+# ------------------------------------------------------------------- correlation
+
+def _fft_size(f: int) -> int:
+    """FFT length for "same" correlation of F-maps with kernels centred at (F-1)/2."""
+    n = f + (f - 1) // 2 + 1
+    return int(-(-n // 8) * 8)
+
+
+def corr_same(x, w):
+    """``out[p] = sum_q w[q] x[p + q - c]`` (zeros outside ``x``), ``c = (F-1)/2``.
+
+    x: [..., F, F, C] maps; w: [F, F, C] a kernel centred at the map centre (zero where
+    unused, so one shape serves every exemplar size). Returns [..., F, F]. Via FFT:
+    a large kernel on a small map, and no grouped/vmapped convolutions on XLA:CPU.
+    """
+    return corr_same_fft(spectrum(x), w)
+
+
+def spectrum(x):
+    """``rfft2`` of [..., F, F, C] maps, zero-padded to P, channels first: [..., C, P, P/2+1]
+    (XLA:CPU's FFT is ~2x faster over the trailing axes)."""
+    p = _fft_size(x.shape[-2])
+    return jnp.fft.rfft2(jnp.moveaxis(x, -1, -3), s=(p, p))
+
+
+def corr_same_fft(xf, w):
+    """:func:`corr_same` with the maps' :func:`spectrum` precomputed."""
+    f = w.shape[0]
+    c = (f - 1) // 2
+    p = _fft_size(f)
+    wc = jnp.roll(jnp.pad(jnp.moveaxis(w, -1, 0), ((0, 0), (0, p - f), (0, p - f))), (-c, -c), axis=(1, 2))
+    wf = jnp.fft.rfft2(wc)
+    out = jnp.fft.irfft2(jnp.sum(xf * jnp.conj(wf), axis=-3), s=(p, p))
+    return out[..., :f, :f]
+
+
+def resize_matrix(f: int, n: int) -> np.ndarray:
+    """[F, F] linear map: resize an F-vector to n samples (half-pixel centres, edges
+    clamped), then centre-crop (n > F) or zero-pad (n < F) back to F; n - F even.
+
+    Resizing a map is then two small matmuls (one einsum for a whole stack of sizes),
+    which compiles and runs faster than a stack of ``jax.image.resize`` calls.
+    """
+    src = (np.arange(n) + 0.5) * f / n - 0.5
+    i0 = np.floor(src).astype(int)
+    frac = src - i0
+    m = np.zeros((n, f), np.float32)
+    np.add.at(m, (np.arange(n), np.clip(i0, 0, f - 1)), 1 - frac)
+    np.add.at(m, (np.arange(n), np.clip(i0 + 1, 0, f - 1)), frac)
+    b = (n - f) // 2
+    if b >= 0:
+        return m[b:b + f]
+    out = np.zeros((f, f), np.float32)
+    out[-b:-b + n] = m
+    return out
+
+
+def resize_stack(x, sizes):
+    """[len(sizes), F, F, C]: ``x`` [F, F, C] resized to each size, re-centred on F."""
+    f = x.shape[0]
+    m = jnp.asarray(np.stack([resize_matrix(f, n) for n in sizes]))
+    return jnp.einsum("kai,kbj,ijc->kabc", m, m, x)
+
+
+def box_mask(f: int, half_h, half_w):
+    """[F, F] 1.0 where ``|i - c| <= half_h`` and ``|j - c| <= half_w`` (c the centre)."""
+    d = jnp.abs(jnp.arange(f) - (f - 1) // 2)
+    return ((d[:, None] <= half_h) & (d[None, :] <= half_w)).astype(jnp.float32)
+
+
+def exemplar_halves(config: TADTConfig, target_size, x_side):
+    """Half sizes (h, w) in cells of the odd exemplar ``2 floor(t / 2) + 1`` (gene_feat_patch.m)."""
+    f = config.map_size
+    cells = target_size * f / x_side                                   # (w, h) in cells
+    half = jnp.clip(jnp.floor(cells / 2), 0, (f - 1) // 2).astype(jnp.int32)
+    return half[1], half[0]
+
+
+# ------------------------------------------------------------------- regression
+
+def gaussian_label(config: TADTConfig, half_h, half_w):
+    """``exp(-alpha (dy^2 / sy^2 + dx^2 / sx^2))``, sigma = 0.1 x exemplar size, at the centre."""
+    f = config.map_size
+    d = jnp.arange(f, dtype=jnp.float32) - (f - 1) // 2
+    sy = config.label_sigma * (2 * half_h + 1).astype(jnp.float32)
+    sx = config.label_sigma * (2 * half_w + 1).astype(jnp.float32)
+    return jnp.exp(-config.label_alpha * ((d[:, None] / sy) ** 2 + (d[None, :] / sx) ** 2))
+
+
+def regression_loss(w, x, label, kmask, ridge, xf=None):
+    """Mean squared error of the conv regressor's "same" output plus the ridge term
+    (``xf``: the spectrum of ``x``, if already computed)."""
+    wm = w * kmask[..., None]
+    pred = corr_same(x, wm) if xf is None else corr_same_fft(xf, wm)
+    return jnp.mean((pred - label) ** 2) + ridge * jnp.sum((w * kmask[..., None]) ** 2)
+
+
+def fit_regressor(config: TADTConfig, x, label, kmask):
+    """Ridge regression by gradient descent with momentum (``lax.fori_loop``), from 0.
+
+    Returns (w, ridge). The step is ``1 / L`` with ``L`` the curvature bound, so the fit
+    does not depend on the backbone's feature scale.
+    """
+    f = x.shape[0]
+    xf = spectrum(x)
+    lip = 2.0 * jnp.max(jnp.sum(jnp.abs(xf) ** 2, axis=0)) / (f * f)
+    ridge = 0.5 * config.reg_ridge * lip
+    step = 1.0 / (lip * (1.0 + config.reg_ridge))
+    grad = jax.grad(regression_loss)
+
+    def body(_, carry):
+        w, v = carry
+        g = grad(w + config.reg_momentum * v, x, label, kmask, ridge, xf)     # Nesterov
+        v = config.reg_momentum * v - step * g
+        return w + v, v
+
+    w0 = jnp.zeros(x.shape, jnp.float32)
+    w, _ = jax.lax.fori_loop(0, config.reg_iters, body, (w0, w0))
+    return w, ridge
+
+
+def regression_importance(config: TADTConfig, x, half_h, half_w):
+    """Per-channel ``-GAP(dL/dX)`` of the fitted regressor's loss (the paper's importance)."""
+    label = gaussian_label(config, half_h, half_w)
+    # regressor kernel (2 ceil(h/2) + 1) = exemplar + 2 for odd exemplars (TAF_net_init.m)
+    kmask = box_mask(config.map_size, half_h + 1, half_w + 1)
+    w, ridge = fit_regressor(config, x, label, kmask)
+    w = jax.lax.stop_gradient(w)
+    gx = jax.grad(lambda x_: regression_loss(w, x_, label, kmask, ridge))(x)
+    return -jnp.mean(gx, axis=(0, 1))
+
+
+# ------------------------------------------------------------------- ranking
+
+def scale_samples(config: TADTConfig, x):
+    """The map resized to ``F + 2k`` cells, re-centred on an F grid: [2K+1, F, F, C], and
+    each sample's scale ratio ``(F + 2k) / F``."""
+    f = config.map_size
+    kmax = min(config.rank_steps, (f - 1) // 2)
+    sizes = [f + 2 * k for k in range(-kmax, kmax + 1)]
+    return resize_stack(x, sizes), np.asarray(sizes, np.float32) / f
+
+
+def rank_pairs(ratios: np.ndarray) -> np.ndarray:
+    """(hi, lo) index pairs: each sample against its outer neighbour (generate_pair_label.m).
+
+    Samples are ordered by scale; overlap with the target, ``min(r, 1/r)^2``, falls away
+    from ``r = 1`` on both sides, so neighbours chained outwards are correctly ranked pairs.
+    """
+    iou = np.minimum(ratios, 1 / ratios) ** 2
+    mid = int(np.argmax(iou))
+    pairs = [(i, i + 1) for i in range(mid, len(ratios) - 1)] + [(i, i - 1) for i in range(mid, 0, -1)]
+    pairs = np.asarray(pairs, np.int32)
+    assert np.all(iou[pairs[:, 0]] > iou[pairs[:, 1]])
+    return pairs
+
+
+def ranking_loss(config: TADTConfig, x, pmask):
+    """Smooth pairwise ranking loss of the exemplar's correlation with its rescaled copies."""
+    samples, ratios = scale_samples(config, x)
+    pairs = rank_pairs(ratios)
+    template = x * pmask[..., None]
+    scores = jnp.einsum("khwc,hwc->k", samples * pmask[..., None], template)
+    scores = scores / jax.lax.stop_gradient(jnp.sum(template ** 2) + 1e-12)
+    hi, lo = scores[pairs[:, 0]], scores[pairs[:, 1]]
+    return jnp.mean(jax.nn.softplus(lo - hi))
+
+
+def ranking_importance(config: TADTConfig, x, half_h, half_w):
+    """Per-channel ``-sum_xy X dL/dX`` of the ranking loss (``jax.grad`` w.r.t. the features)."""
+    pmask = box_mask(config.map_size, half_h, half_w)
+    gx = jax.grad(lambda x_: ranking_loss(config, x_, pmask))(x)
+    return -jnp.sum(x * gx, axis=(0, 1))
+
+
+# ------------------------------------------------------------------- selection
+
+def _ordered(importance, eligible):
+    """Channel indices by decreasing importance (ineligible ones last) and the count of
+    eligible channels with positive importance."""
+    key = jnp.where(eligible, importance, -jnp.inf)
+    order = jnp.argsort(-key)
+    return order.astype(jnp.int32), jnp.sum(eligible & (importance > 0))
+
+
+def balance_weight(config: TADTConfig, xs, xd, order_s, order_d):
+    """``max_xy sum_{top B} X_deep / max_xy sum_{top B} X_shallow`` (TAF_model.m)."""
+    b = config.balance_channels
+    top_s = jnp.max(jnp.sum(jnp.take(xs, order_s[:b], axis=-1), -1))
+    top_d = jnp.max(jnp.sum(jnp.take(xd, order_d[:b], axis=-1), -1))
+    return jnp.where(top_s > 1e-6, top_d / jnp.maximum(top_s, 1e-6), 1.0)
+
+
+def select_channels(config: TADTConfig, xs, xd, half_h, half_w, key):
+    """Indices and weights ``(idx_s, w_s, idx_d, w_d)`` of the selected channels, plus the
+    importances (a dict) for inspection."""
+    cs, cd = xs.shape[-1], xd.shape[-1]
+    reg_s = regression_importance(config, xs, half_h, half_w)
+    reg_d = regression_importance(config, xd, half_h, half_w)
+    rank_s = ranking_importance(config, xs, half_h, half_w)
+    info = {"reg_shallow": reg_s, "reg_deep": reg_d, "rank_shallow": rank_s}
+    n_s = min(config.n_shallow, cs)
+    n_d_alloc = min(cd, max(config.n_deep, config.min_total))
+
+    order_rd, pos_rd = _ordered(reg_d, jnp.ones(cd, bool))
+    order_rs, _ = _ordered(reg_s, jnp.ones(cs, bool))
+    # target-aware: shallow = scale-sensitive among the target-active channels
+    order_s, count_s = _ordered(rank_s, reg_s > 0)
+    order_d = order_rd
+    if config.selection == "regression":
+        order_s, count_s = _ordered(reg_s, jnp.ones(cs, bool))
+    elif config.selection == "ranking":
+        rank_d = ranking_importance(config, xd, half_h, half_w)
+        info["rank_deep"] = rank_d
+        order_s, count_s = _ordered(rank_s, jnp.ones(cs, bool))
+        order_d, pos_rd = _ordered(rank_d, jnp.ones(cd, bool))
+    count_s = jnp.minimum(count_s, n_s)
+    # deep: the top n_deep positive ones, topped up to min_total in importance order
+    count_d = jnp.minimum(jnp.maximum(jnp.minimum(pos_rd, config.n_deep),
+                                      config.min_total - count_s), n_d_alloc)
+    balance = balance_weight(config, xs, xd, order_rs, order_rd)
+
+    if config.selection == "all":
+        idx_s, idx_d = jnp.arange(cs, dtype=jnp.int32), jnp.arange(cd, dtype=jnp.int32)
+        w_s, w_d = jnp.full((cs,), balance), jnp.ones((cd,))
+        return idx_s, w_s, idx_d, w_d, info
+    if config.selection == "random":      # same counts as target_aware, random channels
+        ks, kd = jax.random.split(key)
+        order_s = jax.random.permutation(ks, cs).astype(jnp.int32)
+        order_d = jax.random.permutation(kd, cd).astype(jnp.int32)
+    idx_s, idx_d = order_s[:n_s], order_d[:n_d_alloc]
+    w_s = (jnp.arange(n_s) < count_s).astype(jnp.float32) * balance
+    w_d = (jnp.arange(n_d_alloc) < count_d).astype(jnp.float32)
+    return idx_s, w_s, idx_d, w_d, info
+
+
+def selected_features(xs, xd, idx_s, w_s, idx_d, w_d):
+    """[..., F, F, Ns + Nd] the selected, weighted channels of both taps."""
+    return jnp.concatenate([jnp.take(xs, idx_s, axis=-1) * w_s,
+                            jnp.take(xd, idx_d, axis=-1) * w_d], axis=-1)
+
+
+# ------------------------------------------------------------------- tracking
+
+def _initial_side(config: TADTConfig, target_size):
+    """Search window side in frame pixels: search_px / rescale (tadt_tracking.m)."""
+    s0 = jnp.sqrt(jnp.prod(target_size))
+    rescale = jnp.where(s0 > config.max_size, config.max_size / s0,
+                        jnp.where(s0 < config.min_size, config.min_size / s0, 1.0))
+    return config.search_px / rescale
+
+
+def _search_features(config: TADTConfig, params, frame: Frame, center, x_side, fill):
+    crop = ops.crop_patch(frame.image, frame.size, center, x_side, config.search_px, fill)
+    xs, xd = extract(config, params, crop[None])
+    return xs[0], xd[0]
+
+
+def init(config: TADTConfig, params, frame: Frame, box, key=None) -> TADTState:
+    """Select the target-aware channels on the first frame and store the exemplar."""
+    if key is None:
+        key = jax.random.PRNGKey(0)
+    box = jnp.asarray(box, jnp.float32)
+    center = box[:2] + box[2:] / 2
+    target_size = box[2:]
+    x_side = _initial_side(config, target_size)
+    fill = ops.valid_mean_color(frame.image, frame.size)
+    xs, xd = _search_features(config, params, frame, center, x_side, fill)
+    half_h, half_w = exemplar_halves(config, target_size, x_side)
+    idx_s, w_s, idx_d, w_d, _ = select_channels(config, xs, xd, half_h, half_w, key)
+    f = config.map_size
+    pmask = box_mask(f, half_h, half_w)
+    template = selected_features(xs, xd, idx_s, w_s, idx_d, w_d) * pmask[..., None]
+    valid = box_mask(f, (f - 1) // 2 - half_h, (f - 1) // 2 - half_w)
+    return TADTState(center, target_size, x_side, fill, template, valid, idx_s, idx_d,
+                     w_s, w_d, jnp.zeros((), jnp.int32))
+
+
+def scale_pyramid(config: TADTConfig, feats):
+    """[S, F, F, C]: the map resized to F+pad (centre crop), F, F-pad (zero pad)."""
+    f, p = config.map_size, config.scale_pad
+    return resize_stack(feats, [f + p, f, f - p])
+
+
+def scales(config: TADTConfig) -> np.ndarray:
+    f, p = config.map_size, config.scale_pad
+    return np.asarray([f / (f + p), 1.0, f / (f - p)], np.float32)
+
+
+def response_maps(config: TADTConfig, state: TADTState, feats):
+    """[3, F, F] correlation responses of the scale pyramid, normalised by their maximum."""
+    r = corr_same(scale_pyramid(config, feats), state.template) * state.valid
+    return r / (jnp.max(r) + 1e-12)
+
+
+def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
+    xs, xd = _search_features(config, params, frame, state.center, state.x_side, state.fill)
+    feats = selected_features(xs, xd, state.idx_shallow, state.w_shallow, state.idx_deep,
+                              state.w_deep)
+    resp = response_maps(config, state, feats)
+    up = config.search_px
+    resp = ops.resize_bicubic(resp, (up, up))
+    resp = resp + config.window_weight * jnp.asarray(ops.hann_window(up, normalize=False))
+    sc = jnp.asarray(scales(config))
+    best = jnp.argmax(jnp.max(resp, axis=(1, 2)) * jnp.asarray(config.scale_weights, jnp.float32))
+    loc = jnp.unravel_index(jnp.argmax(resp[best]), (up, up))              # (row, col)
+    disp = jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - (up - 1) / 2
+    disp = disp * state.x_side / up * sc[best]
+
+    height, width = frame.size[0].astype(jnp.float32), frame.size[1].astype(jnp.float32)
+    center = jnp.clip(state.center + disp, 0.0, jnp.stack([width, height]))
+    target_size = jnp.clip(state.target_size * sc[best], config.min_box, jnp.stack([width, height]))
+    actual = jnp.sqrt(jnp.prod(target_size) / jnp.prod(state.target_size))
+    peak = jnp.max(resp[best])
+    state = state._replace(center=center, target_size=target_size, x_side=state.x_side * actual,
+                           frame_index=state.frame_index + 1)
+    box = jnp.concatenate([center - target_size / 2, target_size])
+    return state, TrackOutput(box, peak)
+
+
+# ------------------------------------------------------------------- params / build
+
+def load_params(config: TADTConfig, weights: str | None = None, seed: int = 0,
+                allow_random: bool = False):
+    """Backbone variables (no trained part: TADT learns nothing offline).
+
+    mobilenet_v2: the ImageNet weights (:func:`jaxtrack.weights.mobilenet_v2_variables`,
+    or ``weights`` = a MobileNetV2 ``.pt``/``.msgpack``). vgg16: ``weights`` = a torchvision
+    VGG-16 ``.pth`` or MatConvNet ``imagenet-vgg-verydeep-16.mat``; random only with
+    ``allow_random``. Returns (params, config) since the VGG input normalisation follows
+    the file.
+    """
+    import os
+    from jaxtrack import weights as W
+    if weights and not os.path.exists(weights):
+        raise FileNotFoundError(f"TADT {config.backbone} weights not found: {weights}")
+    if config.backbone == "mobilenet_v2":
+        return {"backbone": W.mobilenet_v2_variables(weights)}, config
+    if config.backbone == "vgg16":
+        from jaxtrack.models.vgg16 import load_vgg16_variables
+        if weights:
+            variables, norm = load_vgg16_variables(weights)
+            return {"backbone": variables}, dataclasses.replace(config, vgg_normalization=norm)
+        if not allow_random:
+            raise FileNotFoundError("TADT vgg16 needs weights=... (a torchvision vgg16 .pth or "
+                                    "imagenet-vgg-verydeep-16.mat) or allow_random=True")
+        module = backbone_module(config)
+        variables = module.init(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3), jnp.float32))
+        return {"backbone": variables}, config
+    raise ValueError(f"unknown TADT backbone {config.backbone!r} (mobilenet_v2 | vgg16)")
+
+
+def make_config(**overrides) -> TADTConfig:
+    """The backbone's defaults (geometry, channel budget), then ``overrides``."""
+    backbone = overrides.get("backbone", TADTConfig.backbone)
+    if backbone not in BACKBONE_DEFAULTS:
+        raise ValueError(f"unknown TADT backbone {backbone!r} (mobilenet_v2 | vgg16)")
+    config = replace_config(TADTConfig(backbone=backbone, **BACKBONE_DEFAULTS[backbone]),
+                            overrides, "tadt")
+    if config.selection not in SELECTIONS:
+        raise ValueError(f"tadt: unknown selection {config.selection!r}; choose from {SELECTIONS}")
+    if len(config.scale_weights) != 3 or config.scale_pad % 2 or config.map_size <= config.scale_pad:
+        raise ValueError("tadt: scale_weights needs 3 entries and scale_pad an even number "
+                         "smaller than the feature map")
+    return config
+
+
+@register_tracker("tadt")
+def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
+          params=None, **overrides) -> Tracker:
+    config = make_config(**overrides)
+    if params is None:
+        params, config = load_params(config, weights, seed, allow_random)
+    return Tracker("tadt", config, params, bind_config(init, config), bind_config(track_step, config))
