@@ -1,0 +1,182 @@
+"""GradNet ablation: every variant trained on the same pairs with the same budget, then
+tracked on the same sequences. One table: per sequence and mean AUC, precision, FPS.
+
+Rows (paper Table 3 names):
+
+* ``GradNet``: the full model (gradient update + template generalization M);
+* ``w/o M``: trained without template generalization (each template sees its own
+  search region only; the same number of search regions per step);
+* ``w/o MG``: without M and without the gradient (the update subnet sees the shallow
+  features);
+* ``w/o U``: the full model's weights, no template update while tracking (only the
+  first-frame update);
+* ``w 2U``: unshared deep layers for the initial template (trained with M);
+* ``SiamFC +budget``: the SiamFC head fine-tuned on the same pairs for the same steps,
+  tracked by the ``siamfc`` tracker (the baseline with the same data and budget);
+* ``SiamFC start``: the SiamFC head every variant starts from (``siamfc`` tracker);
+* ``SiamFC, GradNet tracking``: that same SiamFC (GradNet's frozen search branch) tracked
+  with GradNet's tracking values and no gradient template (fusion weight 0): isolates
+  what the gradient template adds from the tracking hyper-parameters.
+
+Training data: the package photographs + synthetic sequences (experiments/train_gradnet.py),
+never the evaluation sequences. Training runs and results resume after an interruption.
+
+    python experiments/ablation_gradnet.py --root ../shared/data/otb --steps 400 \
+        --siamfc-pool runs/siamfc_mnv2/pool_seed0_n8192.npz --out runs/gradnet_ablation
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402
+
+# row -> (trained variant file, tracker, config overrides)
+ROWS = {                                   # in the order they run
+    "GradNet": ("full", "gradnet", {}),
+    "SiamFC +budget": ("siamfc", "siamfc", {}),
+    "w/o U": ("full", "gradnet", {"online_update": False}),
+    "w/o M": ("no_m", "gradnet", {}),
+    "w/o MG": ("no_mg", "gradnet", {"use_gradient": False}),
+    "w 2U": ("two_u", "gradnet", {"unshared_deep": True}),
+    "SiamFC start": (None, "siamfc", {}),
+    # the full model's tracker with the gradient template's map weighted 0 and no update:
+    # the frozen SiamFC search branch (= "SiamFC start") under GradNet's tracking values
+    "SiamFC, GradNet tracking": ("full", "gradnet", {"grad_influence": 0.0, "online_update": False}),
+}
+# trained variant -> train_gradnet.py arguments
+TRAIN = {
+    "full": ["--variant", "full"],
+    "no_m": ["--variant", "full", "--no-generalization"],
+    "no_mg": ["--variant", "no_mg", "--no-generalization"],
+    "two_u": ["--variant", "two_u"],
+    "siamfc": ["--variant", "siamfc"],
+}
+
+
+def train(args, v):
+    """Train variant ``v`` (once; a rerun resumes or reuses it); returns its weights file."""
+    import train_gradnet
+    path = os.path.join(args.out, f"{v}.msgpack")
+    if os.path.exists(path):
+        return path
+    t0 = time.time()
+    argv = TRAIN[v] + ["--out", os.path.join(args.out, "train_" + v), "--steps", str(args.steps),
+                       "--pool", str(args.pool), "--pool-dir", args.pool_dir or args.out,
+                       "--groups", str(args.groups), "--k", str(args.k),
+                       "--seed", str(args.seed), "--export", path]
+    if args.siamfc_pool:
+        argv += ["--siamfc-pool", args.siamfc_pool]
+    if args.siamfc_weights:
+        argv += ["--siamfc-weights", args.siamfc_weights]
+    print(f"== train {v}: {' '.join(argv)}", flush=True)
+    train_gradnet.main(argv)
+    print(f"== trained {v} in {time.time() - t0:.0f} s", flush=True)
+    return path
+
+
+def markdown(record: dict) -> str:
+    seqs = record["sequences"]
+    lines = ["| tracker | " + " | ".join(seqs) + " | mean AUC | mean prec@20 | FPS |",
+             "|---" * (len(seqs) + 4) + "|"]
+    for row, res in record["results"].items():
+        if row not in record["means"]:
+            continue
+        cells = [f"{res[s]['auc']:.3f} / {res[s]['prec20']:.3f}" for s in seqs]
+        m = record["means"][row]
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | **{m['auc']:.3f}** | {m['prec20']:.3f} | {m['fps']:.1f} |")
+    return ("Per sequence: AUC / precision@20px. FPS: frames after the first over their "
+            "summed times (CPU).\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--dataset", default="otb")
+    ap.add_argument("--sequences", nargs="*", default=None)
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--pool", type=int, default=4096)
+    ap.add_argument("--pool-dir", default=None)
+    ap.add_argument("--siamfc-pool", default=None, help="reuse train_siamfc.py's cached pool")
+    ap.add_argument("--siamfc-weights", default=None,
+                    help="the trained SiamFC head every variant starts from (default: committed)")
+    ap.add_argument("--groups", type=int, default=8)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/gradnet_ablation")
+    ap.add_argument("--export-full", default=None, help="also copy the full model here (+ .json)")
+    ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
+    ap.add_argument("--cache-dir", default=common.default_cache_dir())
+    args = ap.parse_args(argv)
+    common.select_device(args.device)
+    common.enable_compilation_cache(args.cache_dir)
+
+    import json
+    import shutil
+    import jax
+    import numpy as np
+    import jaxtrack
+    from jaxtrack.data import load_dataset
+    from jaxtrack.driver import JitTracker, run_sequence
+    from jaxtrack.eval.metrics import sequence_metrics
+    from jaxtrack.fileio import atomic_write_json, atomic_write_text
+
+    os.makedirs(args.out, exist_ok=True)
+    seqs = load_dataset(args.dataset, args.root, sequences=args.sequences)
+    path = os.path.join(args.out, "ablation_gradnet.json")
+    record = {"dataset": args.dataset, "root": os.path.abspath(args.root), "seed": args.seed,
+              "steps": args.steps, "pool": args.pool, "siamfc_pool": args.siamfc_pool,
+              "groups": args.groups, "k": args.k, "siamfc_weights": args.siamfc_weights,
+              "device": str(jax.devices()[0]), "jax": jax.__version__,
+              "sequences": [s.name for s in seqs], "rows": list(args.rows),
+              "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
+              "note": "timings taken on a shared 2-core CPU with other jobs running",
+              "results": {}, "means": {}}
+    if os.path.exists(path):
+        old = json.load(open(path))
+        if old.get("steps") == args.steps and old.get("seed") == args.seed:
+            record["results"] = old.get("results", {})
+
+    for row in args.rows:
+        variant, name, overrides = ROWS[row]
+        kw = {"backbone": "mobilenet_v2", **overrides}
+        if variant:
+            kw["weights"] = train(args, variant)
+            if variant == "full" and args.export_full:
+                shutil.copyfile(kw["weights"], args.export_full)
+                shutil.copyfile(kw["weights"] + ".json", args.export_full + ".json")
+        elif args.siamfc_weights:
+            kw["weights"] = args.siamfc_weights
+        tracker = jaxtrack.make_tracker(name, **kw)
+        jt = JitTracker(tracker)
+        res = record["results"].setdefault(row, {})
+        for seq in seqs:
+            if seq.name in res:
+                continue
+            t0 = time.perf_counter()
+            r = run_sequence(jt, seq, seed=args.seed)
+            m = sequence_metrics(r.boxes, seq.gt, seq.index_base)
+            times = r.times[1:]
+            res[seq.name] = {"auc": float(m["auc"]), "prec20": float(m["prec20"]),
+                             "fps": float(len(times) / times.sum()), "frames": len(seq)}
+            print(f"{row:15s} {seq.name:10s} AUC {m['auc']:.3f} prec {m['prec20']:.3f} "
+                  f"fps {res[seq.name]['fps']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            atomic_write_json(path, record)
+    for row, res in record["results"].items():
+        if all(s.name in res for s in seqs):
+            record["means"][row] = {k: float(np.mean([res[s.name][k] for s in seqs]))
+                                    for k in ("auc", "prec20", "fps")}
+    atomic_write_json(path, record)
+    text = markdown(record)
+    atomic_write_text(os.path.join(args.out, "ablation_gradnet.md"), text)
+    print(text)
+    return record
+
+
+if __name__ == "__main__":
+    main()

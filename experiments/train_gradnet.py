@@ -1,0 +1,369 @@
+"""Train GradNet offline: the loss of the gradient-updated template, differentiated
+through the inner ``jax.grad`` (second-order terms real, not stopped).
+
+Per step (official ``train.py`` semantics): G templates; each template is scored
+against K search regions; the inner loss (official weighted logistic loss, mean over
+the K maps) gives the gradient w.r.t. the template's shallow features; the update
+subnet turns it into the updated template, whose loss on the same K search regions is
+the training loss. Only the template branch and the update subnet train; the search
+branch is frozen (official: only ``*_z`` variables train), and it starts from the
+trained SiamFC (``--siamfc-weights``, default the committed checkpoint).
+
+* Template generalization (``--generalization``, default on): the K=4 search regions
+  of a template come from 4 different sources (its own pair and 3 pairs of other
+  photographs / synthetic sequences), each labelled where its own target is, so one
+  template must be updated, by its gradient, to find all of them. Off (``w/o M``):
+  every template sees only its own search region, with G*K templates per step so the
+  number of search regions per step (the budget) is the same.
+* ``--variant``: ``full`` | ``no_mg`` (the update subnet sees the shallow features, no
+  gradient) | ``two_u`` (unshared deep layers for the initial template) | ``siamfc``
+  (the baseline: SiamFC's head (adjust + bias) fine-tuned on the same pairs and steps,
+  exported for the ``siamfc`` tracker).
+
+Data (honest by construction): pairs from the package photographs and synthetic
+sequences, never a benchmark sequence. ``--backbone mobilenet_v2`` caches the frozen
+MobileNetV2 features of a fixed, seeded pool of augmented pairs (with their source ids)
+in ``--pool-dir``; ``alexnet`` pools the crops and runs the whole network.
+
+Optimiser (official): SGD momentum 0.9, weight decay 5e-4, learning rate log-linear from
+1e-2 to 1e-5. The training loss is the official loss times the number of map cells
+(the official mean over cells shrinks gradients by R^2 = 625 on our 25x25 maps). The
+update subnet's BN trains with batch statistics; its running statistics are an EMA
+(``--bn-momentum``). The batch is sharded over all visible devices (1-D Mesh);
+checkpoints are atomic and a rerun with the same ``--out`` resumes exactly.
+
+    python experiments/train_gradnet.py --out runs/gradnet_full --steps 1000 \
+        --export jaxtrack/checkpoints/gradnet_mobilenet_v2.msgpack
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxtrack.data import pairs as pairlib
+from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
+from jaxtrack.trackers import gradnet, siamfc
+
+VARIANTS = ("full", "no_mg", "two_u", "siamfc")
+
+
+# ------------------------------------------------------------------ data
+
+def make_sources(args):
+    """Pair sources, each with an id: photographs first, then synthetic sequences."""
+    from train_siamfc import load_images
+    images = load_images(args.images)
+    sequences = []
+    if args.synthetic > 0:
+        from jaxtrack.data.synthetic import make_dataset
+        sequences = make_dataset(args.seed + 1000, args.synthetic, num_frames=60)
+    if not images and not sequences:
+        raise SystemExit("no training data: pass --images DIR and/or --synthetic N")
+    return images, sequences
+
+
+def draw_pair(rng, images, sequences, config):
+    """(Pair, source id) from a random source (photograph or synthetic sequence)."""
+    n = len(images) + len(sequences)
+    src = int(rng.integers(n))
+    raw = pairlib.image_pair(rng, images[src]) if src < len(images) else \
+        pairlib.sequence_pair(rng, sequences[src - len(images)])
+    pair = pairlib.crop_pair(rng, *raw, exemplar_size=config.exemplar_size,
+                             instance_size=config.instance_size, context=config.context,
+                             max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
+    return pair, src
+
+
+def build_pool(args, config, params, sources):
+    """The cached pool: z, x (backbone features for mobilenet_v2, crops for alexnet),
+    target offsets and source ids, drawn from ``(pool_seed, i)``."""
+    tag = f"siamfc{os.path.basename(args.siamfc_pool)[:-4]}" if args.siamfc_pool else f"seed{args.pool_seed}"
+    name = f"pool_{config.backbone}_{tag}_n{args.pool}_src{sum(map(len, sources))}.npz"
+    path = os.path.join(args.pool_dir or args.out, name)
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return {k: f[k] for k in ("z", "x", "offsets", "sources")}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    t0 = time.time()
+    if args.siamfc_pool:
+        pool = pool_from_siamfc(args, config, sources, args.siamfc_pool)
+        print(f"  pool: {args.pool} pairs of {args.siamfc_pool}, sources replayed "
+              f"({time.time() - t0:.0f}s)", flush=True)
+    else:
+        pool = _draw_pool(args, config, params, sources, t0)
+    buf = io.BytesIO()
+    np.savez(buf, **pool)
+    atomic_write_bytes(path, buf.getvalue())
+    return pool
+
+
+def _draw_pool(args, config, params, sources, t0):
+    feat = jax.jit(lambda im: gradnet.backbone_features(config, params, im))
+    zs, xs, offs, srcs = [], [], [], []
+    chunk = 64
+    for start in range(0, args.pool, chunk):
+        ps = [draw_pair(np.random.default_rng([args.pool_seed, 1, start + i]), *sources, config)
+              for i in range(min(chunk, args.pool - start))]
+        z = np.stack([p.z for p, _ in ps])
+        x = np.stack([p.x for p, _ in ps])
+        if config.backbone == "mobilenet_v2":
+            z = np.asarray(feat(jnp.asarray(z, jnp.float32)), np.float16)
+            x = np.asarray(feat(jnp.asarray(x, jnp.float32)), np.float16)
+        zs.append(z), xs.append(x)
+        offs.append(np.stack([p.offset for p, _ in ps])), srcs.append(np.array([s for _, s in ps]))
+        print(f"  pool {start + len(ps)}/{args.pool} ({time.time() - t0:.0f}s)", flush=True)
+    return {"z": np.concatenate(zs), "x": np.concatenate(xs), "offsets": np.concatenate(offs),
+            "sources": np.concatenate(srcs).astype(np.int32)}
+
+
+def pool_from_siamfc(args, config, sources, path):
+    """The first ``args.pool`` pairs of train_siamfc.py's cached pool (the very pairs the
+    SiamFC baseline was trained on), with each pair's source id recovered by replaying its
+    seeded draw; the replayed target offsets must equal the stored ones."""
+    from train_siamfc import make_batch  # noqa: F401  (the layout replayed below)
+    images, sequences = sources
+    with np.load(path) as f:
+        offsets = f["offsets"][:args.pool]
+        z, x = f["z"][:args.pool], f["x"][:args.pool]
+    seed = int(os.path.basename(path).split("seed")[1].split("_")[0])
+    kinds = [k for k, have in (("image", images), ("sequence", sequences)) if have]
+    src = np.zeros(args.pool, np.int32)
+    chunk = 256                                # train_siamfc.build_pool's chunk
+    for start in range(0, args.pool, chunk):
+        rng = np.random.default_rng([seed, 1, start])
+        for i in range(start, min(start + chunk, args.pool)):
+            kind = kinds[int(rng.integers(len(kinds)))]
+            if kind == "image":
+                j = int(rng.integers(len(images)))
+                raw, src[i] = pairlib.image_pair(rng, images[j]), j
+            else:
+                j = int(rng.integers(len(sequences)))
+                raw, src[i] = pairlib.sequence_pair(rng, sequences[j]), len(images) + j
+            pair = pairlib.crop_pair(rng, *raw, exemplar_size=config.exemplar_size,
+                                     instance_size=config.instance_size, context=config.context,
+                                     max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
+            if not np.allclose(pair.offset, offsets[i], atol=1e-4):
+                raise ValueError(f"{path}: replaying pair {i} gave offset {pair.offset}, stored "
+                                 f"{offsets[i]}: the sources differ from the pool's")
+    return {"z": z, "x": x, "offsets": offsets, "sources": src}
+
+
+def sample_groups(rng, sources, groups: int, k: int, generalization: bool):
+    """Pool indices [G, K]: with generalization, column 0 is the template's own pair and
+    the other K-1 come from pairs of K-1 other, mutually different sources; without it,
+    G*K templates each with their own search region ([G*K, 1])."""
+    n = len(sources)
+    if not generalization:
+        t = rng.integers(0, n, groups * k)
+        return t, t[:, None]
+    t = rng.integers(0, n, groups)
+    idx = np.zeros((groups, k), np.int64)
+    for g in range(groups):
+        chosen, used = [t[g]], {int(sources[t[g]])}
+        while len(chosen) < k:
+            j = int(rng.integers(0, n))
+            if int(sources[j]) not in used:
+                chosen.append(j)
+                used.add(int(sources[j]))
+        idx[g] = chosen
+    return t, idx
+
+
+# ------------------------------------------------------------------ model / loss
+
+def split_params(config, variant, params):
+    """(trainable, frozen)."""
+    if variant == "siamfc":
+        head = {"adjust": params["search"]["adjust"], "bias": params["bias"]}
+        return {"head": head}, {k: v for k, v in params.items() if k not in ("search", "bias")}
+    keys = ["template", "update"] + (["template0"] if config.unshared_deep else [])
+    return {k: params[k] for k in keys}, {k: v for k, v in params.items() if k not in keys}
+
+
+def merge(variant, trainable, frozen):
+    if variant == "siamfc":
+        h = trainable["head"]
+        return {**frozen, "search": {"adjust": h["adjust"]}, "bias": h["bias"]}
+    return {**frozen, **trainable}
+
+
+def make_loss(config, variant, first_order=False):
+    def loss_fn(trainable, frozen, z, x, labels, weights):
+        params = merge(variant, trainable, frozen)
+        g, k = x.shape[:2]
+        xf = gradnet.search_branch(config, params, x.reshape((g * k,) + x.shape[2:]))
+        xf = xf.reshape((g, k) + xf.shape[1:])
+        if variant == "siamfc":              # the baseline: SiamFC's template, no update
+            zf = gradnet.siamfc_template(config, params, z)
+            stats = frozen["update_stats"]
+        else:
+            h = gradnet.shallow(config, params, z)
+            zf, _, stats = gradnet.gradient_update(config, params, h, xf, labels, weights,
+                                                   train=True, first_order=first_order)
+        s = gradnet.score_groups(config, params, zf, xf)
+        cells = s.shape[-1] * s.shape[-2]
+        return gradnet.weighted_logistic_loss(s, labels, weights) * cells, stats
+    return loss_fn
+
+
+def start_params(args, config):
+    sf_config = siamfc.SiamFCConfig(backbone=config.backbone)
+    sf = siamfc.load_params(sf_config, weights=args.siamfc_weights, seed=args.seed,
+                            allow_random=args.allow_random_siamfc)
+    return gradnet.params_from_siamfc(config, sf, jax.random.PRNGKey(args.seed),
+                                      update_gamma=args.update_gamma)
+
+
+def variant_config(backbone, variant):
+    return gradnet.GradNetConfig(backbone=backbone, use_gradient=variant != "no_mg",
+                                 unshared_deep=variant == "two_u")
+
+
+# ------------------------------------------------------------------ main
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "alexnet"])
+    ap.add_argument("--variant", default="full", choices=VARIANTS)
+    ap.add_argument("--generalization", action=argparse.BooleanOptionalAction, default=True,
+                    help="template generalization (M): K search regions from K sources")
+    ap.add_argument("--out", required=True, help="run folder: checkpoint, log")
+    ap.add_argument("--pool-dir", default=None, help="where the cached pool lives (default --out)")
+    ap.add_argument("--images", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
+    ap.add_argument("--synthetic", type=int, default=64)
+    ap.add_argument("--pool", type=int, default=2048)
+    ap.add_argument("--pool-seed", type=int, default=1)
+    ap.add_argument("--siamfc-pool", default=None,
+                    help="reuse train_siamfc.py's cached pool .npz (mobilenet_v2; same seed/sources)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--groups", type=int, default=8, help="templates per step (with generalization)")
+    ap.add_argument("--k", type=int, default=4, help="search regions per template")
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--final-lr", type=float, default=1e-5)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--bn-momentum", type=float, default=0.95)
+    ap.add_argument("--update-gamma", type=float, default=0.1, help="initial BN scale of the update subnet")
+    ap.add_argument("--first-order", action="store_true", help="stop the second-order terms (comparison)")
+    ap.add_argument("--siamfc-weights", default=None, help="trained SiamFC to start from")
+    ap.add_argument("--allow-random-siamfc", action="store_true", help="(tests) start from a random SiamFC head")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--stop-after", type=int, default=None)
+    ap.add_argument("--export", default=None)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    os.makedirs(args.out, exist_ok=True)
+    config = variant_config(args.backbone, args.variant)
+    params = start_params(args, config)
+    trainable, frozen = split_params(config, args.variant, params)
+    generalization = args.generalization and args.variant != "siamfc"
+
+    schedule = optax.exponential_decay(args.lr, transition_steps=args.steps,
+                                       decay_rate=args.final_lr / args.lr)
+    opt = optax.chain(optax.add_decayed_weights(args.weight_decay),
+                      optax.sgd(schedule, momentum=args.momentum))
+    opt_state = opt.init(trainable)
+    step0 = 0
+    ckpt = os.path.join(args.out, "checkpoint.msgpack")
+    stats0 = frozen["update_stats"]
+    if os.path.exists(ckpt):
+        with open(ckpt, "rb") as f:
+            restored = serialization.from_bytes({"trainable": trainable, "opt_state": opt_state,
+                                                 "stats": stats0, "step": 0}, f.read())
+        trainable, opt_state, step0 = restored["trainable"], restored["opt_state"], int(restored["step"])
+        frozen = {**frozen, "update_stats": restored["stats"]}
+        print(f"resumed from {ckpt} at step {step0}")
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    data_sharding = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+    loss_fn = make_loss(config, args.variant, args.first_order)
+    bn_m = args.bn_momentum
+
+    @jax.jit
+    def train_step(trainable, opt_state, frozen, z, x, labels, weights, first):
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, frozen, z, x, labels, weights)
+        updates, opt_state = opt.update(grads, opt_state, trainable)
+        old = frozen["update_stats"]
+        # the running statistics start at the first batch's (no bias towards 0 / 1)
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(first, b, bn_m * a + (1 - bn_m) * b),
+                                     old, stats)
+        return optax.apply_updates(trainable, updates), opt_state, {**frozen, "update_stats": new}, loss
+
+    sources = make_sources(args)
+    pool = build_pool(args, config, params, sources)
+    z_shape = pool["z"].shape[1:]
+    # response size from the shapes (no compute): template map vs search map
+    zf = jax.eval_shape(lambda z: gradnet.siamfc_template(config, params, z),
+                        jax.ShapeDtypeStruct((1,) + z_shape, jnp.float32))
+    xf = jax.eval_shape(lambda x: gradnet.search_branch(config, params, x),
+                        jax.ShapeDtypeStruct((1,) + pool["x"].shape[1:], jnp.float32))
+    response = xf.shape[1] - zf.shape[1] + 1
+
+    log_path = os.path.join(args.out, "log.jsonl")
+    t0 = time.time()
+    trainable, frozen = jax.device_put((trainable, frozen), replicated)
+    last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
+    for step in range(step0, last):
+        rng = np.random.default_rng([args.seed, 2, step])
+        t_idx, s_idx = sample_groups(rng, pool["sources"], args.groups, args.k, generalization)
+        z = pool["z"][t_idx].astype(np.float32)
+        x = pool["x"][s_idx].astype(np.float32)
+        labels, weights = gradnet.make_labels(pool["offsets"][s_idx], response,
+                                              config.total_stride, config.r_pos)
+        batch = jax.device_put((z, x, labels, weights), data_sharding)
+        trainable, opt_state, frozen, loss = train_step(trainable, opt_state, frozen, *batch,
+                                                        jnp.asarray(step == 0))
+        if (step + 1) % 25 == 0 or step == step0:
+            rec = {"step": step + 1, "loss": float(loss), "lr": float(schedule(step)),
+                   "elapsed_s": round(time.time() - t0, 1)}
+            print(json.dumps(rec), flush=True)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if (step + 1) % args.ckpt_every == 0 or step + 1 == last:
+            atomic_write_bytes(ckpt, serialization.to_bytes(
+                {"trainable": trainable, "opt_state": opt_state,
+                 "stats": frozen["update_stats"], "step": step + 1}))
+    final = merge(args.variant, jax.device_get(trainable), jax.device_get(frozen))
+    if args.export and last == args.steps:
+        from jaxtrack import weights as W
+        if args.variant == "siamfc":
+            out = {"adjust": final["search"]["adjust"], "bias": final["bias"]}
+        else:
+            out = gradnet.trained_part(config, final)
+        W.save_variables(args.export, out)
+        atomic_write_json(args.export + ".json", {
+            "command": " ".join(["train_gradnet.py"] + (argv if argv is not None else sys.argv[1:])),
+            "invoked_by": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+            "variant": args.variant, "generalization": generalization, "backbone": args.backbone,
+            "steps": args.steps, "groups": args.groups, "k": args.k, "seed": args.seed,
+            "pool": args.pool, "pool_seed": args.pool_seed, "siamfc_pool": args.siamfc_pool, "images": args.images,
+            "synthetic_sequences": args.synthetic, "num_sources": int(sum(map(len, sources))),
+            "siamfc_start": args.siamfc_weights or siamfc.default_checkpoint(args.backbone),
+            "first_order": args.first_order, "train_seconds_this_run": round(time.time() - t0, 1),
+            "devices": len(jax.devices()),
+            "data": "package photographs (image pairs) + synthetic sequences; no benchmark data"})
+        print(f"exported {args.export}")
+    return final
+
+
+if __name__ == "__main__":
+    main()

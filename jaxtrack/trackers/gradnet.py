@@ -1,0 +1,605 @@
+"""GradNet (Li et al., ICCV 2019): a Siamese tracker whose template is updated by a
+learned subnet that reads the gradient of the tracking loss.
+
+Semantics and values follow the official TensorFlow release (LPXTT/GradNet-Tensorflow,
+``siamese.py``, ``track.py``, ``train.py``); the code is written from scratch.
+
+Network (one template, K search regions)::
+
+    h  = shallow(z)                                    template branch, conv1-2
+    z0 = deep(h)                                       conv3-5: the initial template
+    L0 = weighted logistic loss of xcorr(z0, x_k)      labels: the target in x_k
+    g  = dL0/dh                                        jax.grad (one backward pass)
+    h' = h + tanh(BN(conv3x3(g * grad_scale)))         the update subnet
+    z' = deep(h')                                      the same conv3-5: updated template
+
+:func:`gradient_update` is those two forward passes and one backward pass; ``jax.jit``
+of it (or of ``track_step``) is one XLA program. Training (experiments/train_gradnet.py)
+differentiates the loss of ``xcorr(z', x)`` through ``jax.grad``: second-order terms
+reach every template-branch layer the inner gradient depends on (``shallow`` and
+``deep``). The update subnet's own parameters do not enter the inner loss, so their
+gradient is the same with or without the second-order terms (tests check both facts).
+
+Two backbones:
+
+* ``alexnet`` (the paper's network, faithful): separate search (``search``) and template
+  (``template``) SiamFC AlexNets as the official ``scala*`` / ``scala*_z`` scopes,
+  ``shallow`` = conv1-2 (12x12x256 for a 127 exemplar), ``deep`` = conv3-5 (6x6x256),
+  update conv 256->256; the score is the raw cross-correlation (``out_scale`` 1) as the
+  official ``t_scala6``. Weights: :func:`params_from_tf_checkpoint` imports the official
+  TensorFlow checkpoint (``jaxtrack.tf_checkpoint`` reads it without TensorFlow).
+* ``mobilenet_v2`` (the CPU-trainable stand-in): the frozen ImageNet MobileNetV2 to
+  features.13 at stride 8, exactly SiamFC's ``mobilenet_v2`` backbone. Mapping onto the
+  paper's split:
+
+  - search branch (official ``scala1-5``) = frozen MobileNetV2 + SiamFC's trained 1x1
+    ``adjust`` (frozen, from ``siamfc_mobilenet_v2.msgpack``) → 32x32x128 for 255 px;
+    the SiamFC template (official ``extract_sia_fea_template``) is the same branch on
+    the exemplar, centre 8x8;
+  - template ``shallow`` (official ``scala1_z``/``scala2_z`` output, "conv2/pool2") =
+    frozen MobileNetV2 + a trainable copy of ``adjust``, centre 12x12x128 of the 16x16 map;
+  - template ``deep`` (official ``scala3_z``-``scala5_z``) = two trained 3x3 VALID convs
+    (12→10→8, ReLU between) plus a residual skip from the centre 8x8 of ``shallow``, so
+    that at initialisation ``deep(shallow(z))`` is SiamFC's template and training
+    starts from the trained SiamFC, as the official training starts from SiamFC;
+  - the update subnet (official ``t_scala5_zz``) = 3x3 SAME conv 128→128, BN, tanh.
+
+Tracking (official ``track.py``): the SiamFC response of the fixed search-branch template
+over 3 scales (step 1.04, penalty 0.97, scale lr 0.59) is normalised and fused
+0.85/0.15 with the normalised response of the gradient-updated template at the centre
+scale, then mixed with a cosine window (0.25; switched off once, the frame 9 frames
+after the last reliable sample). Reliable samples: the frame's peak SiamFC score must
+reach min(0.5 x threshold, mean stored score), the threshold being the mean peak of
+frames 1-5; up to 5 centre-scale search crops are kept (FIFO). Every 5 frames the
+template is recomputed from the shallow-feature memory with the gradient on the best
+stored sample and the memory is mixed 0.4/0.6 with the updated shallow features;
+unreliable frames 6-9 with a peak below 0.4 x threshold update at once (0.3/0.7).
+Optional ``refind`` re-searches at the image centre after the box left the image on the
+right with a low score. Everything is one jitted ``track_step`` with ``lax.cond`` and
+fixed-shape buffers. Differences: crops are continuous (no rounding of the crop sides),
+and the displacement is measured from the exact map centre ``(up-1)/2`` instead of
+``up/2`` (a quarter of a search-crop pixel).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxtrack import ops
+from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
+                           replace_config)
+from jaxtrack.trackers import siamfc
+
+CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
+BN_EPS = 1e-3            # the official batchNorm's variance_epsilon
+
+
+@dataclasses.dataclass(frozen=True)
+class GradNetConfig:
+    backbone: str = "mobilenet_v2"     # "mobilenet_v2" (stand-in) | "alexnet" (paper)
+    exemplar_size: int = 127
+    instance_size: int = 255
+    context: float = 0.5
+    num_scales: int = 3
+    scale_step: float = 1.04
+    scale_penalty: float = 0.97
+    scale_lr: float = 0.59
+    window_influence: float = 0.25
+    grad_influence: float = 0.15       # official wInfluence_nosia: weight of the updated-template map
+    response_up: int = 16
+    total_stride: int = 8
+    r_pos: float = 16.0                # label radius (search-crop pixels), Euclidean as official
+    grad_scale: float = 1e4            # the gradient is multiplied by this before the update conv
+    out_scale: float = 1.0             # alexnet: response scale (official: raw xcorr)
+    adjust_channels: int = 128         # mobilenet_v2: channels of the adjust layer
+    shallow_crop: int = 12             # mobilenet_v2: shallow template map (centre crop)
+    template_crop: int = 8             # mobilenet_v2: template map after deep (as SiamFC)
+    # variants (ablation)
+    use_gradient: bool = True          # False: "w/o MG", the update subnet sees h, not dL/dh
+    unshared_deep: bool = False        # True: "w 2U", the initial template has its own deep layers
+    online_update: bool = True         # False: "w/o U", only the update at the first frame
+    # tracking schedule (official values)
+    update_interval: int = 5
+    num_samples: int = 5
+    memory_keep: float = 0.4           # memory <- keep * memory + (1 - keep) * updated shallow
+    rescue_keep: float = 0.3           # the early unreliable-frame update
+    threshold_frames: int = 5
+    reliable_ratio: float = 0.5
+    rescue_ratio: float = 0.4
+    rescue_before: int = 10
+    no_window_after: int = 9
+    refind: bool = True
+    min_size: float = 4.0              # box size clamp (pixels)
+    min_side_ratio: float = 0.2        # official minSx / maxSx
+    max_side_ratio: float = 5.0
+
+
+class GradNetState(NamedTuple):
+    center: Any          # (2,) cx, cy
+    target_size: Any     # (2,) w, h
+    x_side: Any          # () search crop side (image pixels), official sx
+    x_side0: Any         # () the first frame's sx (clamps)
+    fill: Any            # (3,) mean colour of the first frame
+    kernel_sia: Any      # [1, hz, wz, C] the fixed SiamFC template (search branch)
+    kernel_gra: Any      # [1, hz, wz, C] the gradient-updated template
+    memory: Any          # [1, hs, ws, C] shallow-feature memory (official hid_gra)
+    samples: Any         # [M, S, S, 3] centre-scale search crops of reliable frames
+    sample_scores: Any   # (M,) their peak scores (-inf: empty slot)
+    num_stored: Any      # () int32 samples stored so far (ring position)
+    last_sample: Any     # () int32 frame index of the newest stored sample
+    peak_sum: Any        # () sum of peaks of frames 1..threshold_frames
+    threshold: Any       # () mean of those peaks (0 before)
+    window_on: Any       # () bool: the once-only window switch-off not used yet
+    refind: Any          # () bool: search at the image centre this frame
+    frame_index: Any     # () int32, 0 at init
+
+
+# ------------------------------------------------------------------- layers
+
+def _conv(x, p, padding="VALID"):
+    y = lax.conv_general_dilated(x, p["kernel"], (1, 1), padding,
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + p["bias"]
+
+
+def _centre(x, size: int):
+    top = (x.shape[1] - size) // 2
+    left = (x.shape[2] - size) // 2
+    return x[:, top:top + size, left:left + size]
+
+
+def _alexnet():
+    from jaxtrack.models.alexnet import SiamFCAlexNet
+    return SiamFCAlexNet()
+
+
+def _mobilenet():
+    from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
+    return MobileNetV2Features(last_block=13, dilate_after_stride8=True)
+
+
+# ------------------------------------------------------------------- network
+
+def backbone_features(config: GradNetConfig, params, images):
+    """The frozen, shared part of both branches: MobileNetV2 features (mobilenet_v2), or
+    the images themselves (alexnet: nothing is shared). Training caches these."""
+    if config.backbone == "mobilenet_v2":
+        return lax.stop_gradient(_mobilenet().apply(params["backbone"], images))
+    if config.backbone == "alexnet":
+        return images
+    raise ValueError(f"unknown GradNet backbone {config.backbone!r} (mobilenet_v2 | alexnet)")
+
+
+def search_branch(config: GradNetConfig, params, feats):
+    """Search features (official scala1-5) from :func:`backbone_features` output."""
+    if config.backbone == "alexnet":
+        return _alexnet().apply(params["search"], feats)
+    adj = params["search"]["adjust"]
+    return jnp.einsum("bhwc,cd->bhwd", feats, adj["kernel"]) + adj["bias"]
+
+
+def siamfc_template(config: GradNetConfig, params, feats):
+    """The fixed SiamFC template: the search branch on the exemplar (official
+    ``extract_sia_fea_template``)."""
+    out = search_branch(config, params, feats)
+    return out if config.backbone == "alexnet" else _centre(out, config.template_crop)
+
+
+def shallow(config: GradNetConfig, params, feats):
+    """Template shallow features h (official conv2/pool2 output of ``scala2_z``)."""
+    if config.backbone == "alexnet":
+        return _alexnet().apply(params["template"], feats, method="shallow")
+    adj = params["template"]["adjust"]
+    h = jnp.einsum("bhwc,cd->bhwd", feats, adj["kernel"]) + adj["bias"]
+    return _centre(h, config.shallow_crop)
+
+
+def deep(config: GradNetConfig, params, h, initial: bool = False):
+    """Template deep layers (official scala3_z-5_z). ``initial`` with ``unshared_deep``
+    uses the separate layers of the initial template ("w 2U")."""
+    key = "template0" if (initial and config.unshared_deep) else "template"
+    if config.backbone == "alexnet":
+        return _alexnet().apply(params[key], h, method="deep")
+    p = params[key]
+    y = _conv(jax.nn.relu(_conv(h, p["deep1"])), p["deep2"])
+    return _centre(h, y.shape[1]) + y
+
+
+def xcorr(z, x):
+    """Cross-correlation as :func:`jaxtrack.ops.xcorr` (shifted channel dot products, no
+    per-sample convolution), written as a ``lax.scan`` over template rows, each row one
+    einsum over the stacked column shifts: the same arithmetic in an XLA program a
+    template-height times smaller, which keeps the compile time of the second-order
+    training step (grad of grad through it) in check."""
+    b = max(z.shape[0], x.shape[0])
+    z = jnp.broadcast_to(z, (b,) + z.shape[1:])
+    x = jnp.broadcast_to(x, (b,) + x.shape[1:])
+    hz, wz = z.shape[1:3]
+    ho, wo = x.shape[1] - hz + 1, x.shape[2] - wz + 1
+
+    def row(acc, i):
+        xr = lax.dynamic_slice_in_dim(x, i, ho, axis=1)                       # [B, ho, wx, C]
+        zr = lax.dynamic_index_in_dim(z, i, axis=1, keepdims=False)          # [B, wz, C]
+        shifts = jnp.stack([xr[:, :, j:j + wo] for j in range(wz)], axis=3)  # [B, ho, wo, wz, C]
+        return acc + jnp.einsum("brsjc,bjc->brs", shifts, zr), None
+
+    out, _ = lax.scan(row, jnp.zeros((b, ho, wo), jnp.result_type(z, x)), jnp.arange(hz))
+    return out
+
+
+def score(config: GradNetConfig, params, z, x):
+    """Response logits: z [B, hz, wz, C] against x [B, hx, wx, C] (B may broadcast)."""
+    r = xcorr(z, x)
+    if config.backbone == "alexnet":
+        return r * config.out_scale
+    return r + params["bias"]
+
+
+def score_groups(config: GradNetConfig, params, z, x):
+    """z [G, hz, wz, C] against x [G, K, hx, wx, C]: [G, K, R, R]."""
+    g, k = x.shape[:2]
+    s = score(config, params, jnp.repeat(z, k, axis=0), x.reshape((g * k,) + x.shape[2:]))
+    return s.reshape((g, k) + s.shape[1:])
+
+
+def weighted_logistic_loss(logits, labels, weights):
+    """The official loss: mean over cells of ``w * log(1 + exp(-y s))``, labels y in {-1, 1},
+    weights 0.5/#pos and 0.5/#neg per map (so the mean is over maps x cells)."""
+    return jnp.mean(weights * jax.nn.softplus(-labels * logits))
+
+
+def make_labels(offsets, response: int, stride: int, r_pos: float):
+    """Labels (+1 within Euclidean ``r_pos/stride`` cells of the target, else -1) and the
+    official balanced weights, for targets at ``offsets`` (crop pixels from the centre,
+    (dx, dy), [..., 2]). Returns two float32 arrays [..., R, R]."""
+    offsets = np.asarray(offsets, np.float32)
+    grid = np.arange(response, dtype=np.float32) - (response - 1) / 2
+    dx = grid[None, :] - offsets[..., 0, None, None] / stride
+    dy = grid[:, None] - offsets[..., 1, None, None] / stride
+    pos = np.sqrt(dx ** 2 + dy ** 2) <= r_pos / stride
+    npos = np.maximum(pos.sum((-2, -1), keepdims=True), 1)
+    nneg = np.maximum((~pos).sum((-2, -1), keepdims=True), 1)
+    labels = np.where(pos, 1.0, -1.0).astype(np.float32)
+    weights = np.where(pos, 0.5 / npos, 0.5 / nneg).astype(np.float32)
+    return labels, weights
+
+
+def update_subnet(config: GradNetConfig, params, u, train: bool = False):
+    """tanh(BN(conv3x3(u))); BN uses batch statistics when ``train`` (returned) and the
+    running ones otherwise."""
+    p = params["update"]
+    y = _conv(u, p["conv"], padding="SAME")
+    if train:
+        mean = jnp.mean(y, axis=(0, 1, 2))
+        var = jnp.var(y, axis=(0, 1, 2))
+    else:
+        mean, var = params["update_stats"]["mean"], params["update_stats"]["var"]
+    y = (y - mean) * lax.rsqrt(var + BN_EPS) * p["bn"]["scale"] + p["bn"]["bias"]
+    return jnp.tanh(y), {"mean": mean, "var": var}
+
+
+def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
+                    train: bool = False, first_order: bool = False):
+    """The GradNet template update: two forward passes and one backward pass.
+
+    h: shallow template features [G, hs, ws, C]; x: search features [G, K, hx, wx, C];
+    labels / weights: [G, K, R, R]. Each template's inner loss is the mean over its K
+    maps (its gradient does not depend on G). ``first_order`` stops the gradient of the
+    inner gradient (the first-order approximation, for tests and comparison).
+    Returns (updated template z' [G, hz, wz, C], updated shallow h', BN batch stats).
+    """
+    if config.use_gradient:
+        def inner(hh):
+            z0 = deep(config, params, hh, initial=True)
+            s = score_groups(config, params, z0, x)
+            return weighted_logistic_loss(s, labels, weights) * hh.shape[0]
+        g = jax.grad(inner)(h)
+        if first_order:
+            g = lax.stop_gradient(g)
+        u = g * config.grad_scale
+    else:                                  # "w/o MG": the subnet sees the features
+        u = h
+    delta, stats = update_subnet(config, params, u, train)
+    h_new = h + delta
+    return deep(config, params, h_new), h_new, stats
+
+
+# ------------------------------------------------------------------- tracking
+
+def _exemplar_side(config, target_size):
+    context = config.context * jnp.sum(target_size)
+    return jnp.sqrt(jnp.prod(target_size + context))
+
+
+def _centre_labels(config: GradNetConfig, response: int):
+    lab, w = make_labels(np.zeros((2,), np.float32), response, config.total_stride, config.r_pos)
+    return jnp.asarray(lab)[None, None], jnp.asarray(w)[None, None]
+
+
+def _update_from_crop(config: GradNetConfig, params, memory, crop):
+    """Gradient update of ``memory`` on one centre-scale search crop [S, S, 3]."""
+    xf = search_branch(config, params, backbone_features(config, params, crop[None]))
+    zf_shape = deep(config, params, memory).shape
+    labels, weights = _centre_labels(config, xf.shape[1] - zf_shape[1] + 1)
+    z, h_new, _ = gradient_update(config, params, memory, xf[:, None], labels, weights)
+    return z, h_new
+
+
+def _normalise(m):
+    m = m - jnp.min(m)
+    return m / (jnp.sum(m) + 1e-16)
+
+
+def _search(config: GradNetConfig, params, state: GradNetState, frame: Frame, center, window_w):
+    """One 3-scale search around ``center``: (new centre, best scale, SiamFC peak, gradient
+    template peak)."""
+    scales = jnp.asarray(ops.scale_factors(config.num_scales, config.scale_step), jnp.float32)
+    x = ops.crop_pyramid(frame.image, frame.size, center, state.x_side, scales,
+                         config.instance_size, state.fill)
+    xf = search_branch(config, params, backbone_features(config, params, x))
+    sia = score(config, params, state.kernel_sia, xf)                        # [S, R, R]
+    mid = config.num_scales // 2
+    gra = score(config, params, state.kernel_gra, xf[mid:mid + 1])[0]        # [R, R]
+    peak, gra_peak = jnp.max(sia), jnp.max(gra)                              # official F_max, F_max3
+    r = sia.shape[-1]
+    up = config.response_up * r
+    sia = ops.resize_bicubic(sia, (up, up))
+    penalty = jnp.where(jnp.arange(config.num_scales) == mid, 1.0, config.scale_penalty)
+    best = jnp.argmax(jnp.max(sia * penalty[:, None, None], axis=(1, 2)))
+    gra = ops.resize_bicubic(gra, (up, up))
+    response = ((1 - config.grad_influence) * _normalise(sia[best])
+                + config.grad_influence * _normalise(gra))
+    response = (1 - window_w) * response + window_w * jnp.asarray(ops.hann_window(up))
+    loc = jnp.unravel_index(jnp.argmax(response), response.shape)
+    disp = jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - (up - 1) / 2
+    disp = disp * config.total_stride / config.response_up * state.x_side / config.instance_size
+    return center + disp, best, peak, gra_peak
+
+
+def init(config: GradNetConfig, params, frame: Frame, box, key=None) -> GradNetState:
+    """Start tracking ``box`` (xywh): SiamFC template, shallow memory and the gradient
+    update on the first frame's centre search crop (done twice, as the official tracker
+    runs its every-5-frames update at frame 0 too). ``key`` is unused."""
+    del key
+    box = jnp.asarray(box, jnp.float32)
+    center = box[:2] + box[2:] / 2
+    target_size = box[2:]
+    z_side = _exemplar_side(config, target_size)
+    x_side = z_side * config.instance_size / config.exemplar_size
+    fill = ops.valid_mean_color(frame.image, frame.size)
+    z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill)
+    x0 = ops.crop_patch(frame.image, frame.size, center, x_side, config.instance_size, fill)
+    fz = backbone_features(config, params, z[None])
+    kernel_sia = siamfc_template(config, params, fz)
+    h0 = shallow(config, params, fz)
+    _, memory = _update_from_crop(config, params, h0, x0)         # official hid_gra at init
+    kernel_gra, h_up = _update_from_crop(config, params, memory, x0)  # frame-0 periodic update
+    memory = config.memory_keep * memory + (1 - config.memory_keep) * h_up
+    m = config.num_samples
+    samples = jnp.zeros((m,) + x0.shape, jnp.float32).at[0].set(x0)
+    scores = jnp.full((m,), -jnp.inf, jnp.float32).at[0].set(0.0)   # frame 0 stored, peak 0
+    zero = jnp.zeros((), jnp.int32)
+    return GradNetState(center, target_size, x_side, x_side, fill, kernel_sia, kernel_gra,
+                        memory, samples, scores, jnp.ones((), jnp.int32), zero,
+                        jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
+                        jnp.ones((), bool), jnp.zeros((), bool), zero)
+
+
+def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame):
+    i = state.frame_index + 1
+    scales = jnp.asarray(ops.scale_factors(config.num_scales, config.scale_step), jnp.float32)
+    height, width = frame.size[0].astype(jnp.float32), frame.size[1].astype(jnp.float32)
+    no_window = (i - state.last_sample == config.no_window_after) & state.window_on
+    window_w = jnp.where(no_window, 0.0, config.window_influence)
+    window_on = state.window_on & ~no_window
+
+    def apply(center, best):
+        sx = jnp.clip(state.x_side * ((1 - config.scale_lr) + config.scale_lr * scales[best]),
+                      config.min_side_ratio * state.x_side0, config.max_side_ratio * state.x_side0)
+        size = state.target_size * ((1 - config.scale_lr) + config.scale_lr * scales[best])
+        return center, sx, size
+
+    new_c, best, peak, _ = _search(config, params, state, frame, state.center, window_w)
+    center, x_side, target_size = apply(new_c, best)
+
+    if config.refind:
+        # official: search again around the image centre; keep it if both maps peak higher
+        def do_refind(_):
+            mid_c = jnp.stack([width, height]) / 2
+            c2, b2, p2, p3 = _search(config, params, state, frame, mid_c, window_w)
+            better = (p2 > peak) & (p3 > peak)       # official: F_max2 > F_max and F_max3 > F_max
+            c2, sx2, ts2 = apply(c2, b2)
+            pick = lambda a, b: jnp.where(better, a, b)
+            return pick(c2, center), pick(sx2, x_side), pick(ts2, target_size), pick(p2, peak)
+        center, x_side, target_size, peak = lax.cond(
+            state.refind, do_refind, lambda _: (center, x_side, target_size, peak), None)
+
+    center = jnp.clip(center, 0.0, jnp.stack([width, height]))
+    target_size = jnp.clip(target_size, config.min_size, jnp.stack([width, height]))
+
+    # reliability threshold: mean peak of frames 1..threshold_frames
+    peak_sum = state.peak_sum + jnp.where(i <= config.threshold_frames, peak, 0.0)
+    threshold = jnp.where(i == config.threshold_frames, peak_sum / config.threshold_frames,
+                          state.threshold)
+    box = jnp.concatenate([center - target_size / 2, target_size])
+    refind = (box[0] + box[2] > width) & (peak < threshold * config.reliable_ratio)
+
+    crop = ops.crop_patch(frame.image, frame.size, center, x_side, config.instance_size, state.fill)
+    stored = jnp.isfinite(state.sample_scores)
+    mean_score = jnp.sum(jnp.where(stored, state.sample_scores, 0.0)) / jnp.maximum(stored.sum(), 1)
+    reliable = peak >= jnp.minimum(threshold * config.reliable_ratio, mean_score)
+    slot = state.num_stored % config.num_samples
+    samples = jnp.where(reliable, state.samples.at[slot].set(crop), state.samples)
+    scores = jnp.where(reliable, state.sample_scores.at[slot].set(peak), state.sample_scores)
+    num_stored = state.num_stored + reliable.astype(jnp.int32)
+    last_sample = jnp.where(reliable, i, state.last_sample)
+    kernel_gra, memory = state.kernel_gra, state.memory
+
+    if config.online_update:
+        rescue = (~reliable) & (i < config.rescue_before) & (peak < threshold * config.rescue_ratio)
+
+        def do_rescue(args):
+            kg, mem = args
+            z, h_up = _update_from_crop(config, params, mem, crop)
+            return z, config.rescue_keep * mem + (1 - config.rescue_keep) * h_up
+        kernel_gra, memory = lax.cond(rescue, do_rescue, lambda a: a, (kernel_gra, memory))
+
+        def do_update(args):
+            kg, mem = args
+            # the oldest of the best stored samples, in FIFO order as the official list
+            order = (jnp.arange(config.num_samples) - num_stored) % config.num_samples
+            key = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
+            best_score = jnp.max(key)
+            pick = jnp.argmin(jnp.where(key == best_score, order, config.num_samples + 1))
+            z, h_up = _update_from_crop(config, params, mem, samples[pick])
+            return z, config.memory_keep * mem + (1 - config.memory_keep) * h_up
+        kernel_gra, memory = lax.cond(i % config.update_interval == 0, do_update, lambda a: a,
+                                      (kernel_gra, memory))
+
+    state = GradNetState(center, target_size, x_side, state.x_side0, state.fill, state.kernel_sia,
+                         kernel_gra, memory, samples, scores, num_stored, last_sample, peak_sum,
+                         threshold, window_on, refind, i)
+    return state, TrackOutput(box, peak)
+
+
+# ------------------------------------------------------------------- params
+
+def _he(key, shape, gain=1.0):
+    fan_in = int(np.prod(shape[:-1]))
+    return gain * np.sqrt(2.0 / fan_in) * jax.random.normal(key, shape, jnp.float32)
+
+
+def init_update(config: GradNetConfig, key, channels: int, gamma: float = 1.0):
+    """The update subnet; ``gamma`` (BN scale) < 1 starts it near the identity."""
+    return ({"conv": {"kernel": _he(key, (3, 3, channels, channels), np.sqrt(0.5)),
+                      "bias": jnp.zeros((channels,), jnp.float32)},
+             "bn": {"scale": jnp.full((channels,), gamma, jnp.float32),
+                    "bias": jnp.zeros((channels,), jnp.float32)}},
+            {"mean": jnp.zeros((channels,), jnp.float32), "var": jnp.ones((channels,), jnp.float32)})
+
+
+def init_deep_mnv2(config: GradNetConfig, key, residual_gain: float = 0.1):
+    c = config.adjust_channels
+    k1, k2 = jax.random.split(key)
+    return {"deep1": {"kernel": _he(k1, (3, 3, c, c)), "bias": jnp.zeros((c,), jnp.float32)},
+            "deep2": {"kernel": _he(k2, (3, 3, c, c), residual_gain), "bias": jnp.zeros((c,), jnp.float32)}}
+
+
+def params_from_siamfc(config: GradNetConfig, siamfc_params, key, update_gamma: float = 1.0):
+    """GradNet params that start from a trained SiamFC (both branches copy it)."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    if config.backbone == "mobilenet_v2":
+        head = siamfc_params["head"]
+        update, stats = init_update(config, k2, config.adjust_channels, update_gamma)
+        params = {"backbone": siamfc_params["backbone"], "search": {"adjust": head["adjust"]},
+                  "template": {"adjust": head["adjust"], **init_deep_mnv2(config, k1)},
+                  "bias": head["bias"], "update": update, "update_stats": stats}
+        if config.unshared_deep:
+            params["template0"] = {"adjust": head["adjust"], **init_deep_mnv2(config, k3)}
+        return params
+    net = siamfc_params["backbone"]
+    update, stats = init_update(config, k2, 256, update_gamma)
+    params = {"search": net, "template": net, "update": update, "update_stats": stats}
+    if config.unshared_deep:
+        params["template0"] = net
+    return params
+
+
+def default_checkpoint(backbone: str) -> str:
+    return os.path.join(CHECKPOINT_DIR, f"gradnet_{backbone}.msgpack")
+
+
+def trained_part(config: GradNetConfig, params):
+    """What a GradNet checkpoint stores: everything but the frozen ImageNet backbone."""
+    return {k: v for k, v in params.items() if k != "backbone"}
+
+
+def load_params(config: GradNetConfig, weights: str | None = None, seed: int = 0,
+                allow_random: bool = False):
+    """Params for ``config``.
+
+    mobilenet_v2: the ImageNet backbone plus the trained rest from ``weights`` (default
+    ``gradnet_mobilenet_v2.msgpack``). alexnet: a jaxtrack checkpoint, or the official
+    TensorFlow checkpoint (``weights`` = its prefix ``…/model_epoch49.ckpt`` or ``.index``).
+    ``allow_random`` builds untrained params (SiamFC head if there is one, else random).
+    """
+    from jaxtrack import weights as W
+    key = jax.random.PRNGKey(seed)
+    path = weights or default_checkpoint(config.backbone)
+    if weights and (weights.endswith(".index") or os.path.exists(weights + ".index")):
+        if config.backbone != "alexnet":
+            raise ValueError("a TensorFlow GradNet checkpoint holds the AlexNet network: use backbone='alexnet'")
+        return params_from_tf_checkpoint(config, weights)
+    have = os.path.exists(path)
+    if weights and not have:
+        raise FileNotFoundError(f"GradNet weights not found: {weights}")
+    if not have and not allow_random:
+        raise FileNotFoundError(f"no trained GradNet at {path}; train one with "
+                                "experiments/train_gradnet.py, pass weights=... or allow_random=True")
+    sf_config = siamfc.SiamFCConfig(backbone=config.backbone)
+    sf = siamfc.load_params(sf_config, seed=seed, allow_random=True)
+    params = params_from_siamfc(config, sf, key)
+    if have:
+        rest = W.load_variables(path, trained_part(config, params))
+        params = {**params, **rest}
+    return params
+
+
+# ------------------------------------------------------------------- official TF checkpoint
+
+def _tf_alexnet(tensors: dict, scope: str, where: str):
+    """SiamFC AlexNet flax variables from the official ``siamese/<scope><i>`` tensors."""
+    from jaxtrack.models.alexnet import IN_CHANNELS, LAYERS
+    from jaxtrack.models.alexnet import BN_EPS as FLAX_EPS
+    from jaxtrack.models import take_checked
+    params, stats = {}, {}
+    for i, (name, (cout, k, _, g, has_bn)) in enumerate(LAYERS.items(), start=1):
+        pre = f"siamese/{scope.format(i)}"
+        take = lambda key, shape: take_checked(tensors, f"{pre}/{key}", shape, where)
+        params[name] = {"kernel": take("conv/weights", (k, k, IN_CHANNELS[name] // g, cout)),
+                        "bias": take("conv/biases", (cout,))}
+        if has_bn:
+            params[f"bn{i}"] = {"scale": take("bn/gamma", (cout,)), "bias": take("bn/beta", (cout,))}
+            # TF adds eps 1e-3, flax's BN 1e-6: fold the difference into the variance
+            stats[f"bn{i}"] = {"mean": take("bn/moving_mean", (cout,)),
+                               "var": take("bn/moving_variance", (cout,)) + (BN_EPS - FLAX_EPS)}
+    return {"params": params, "batch_stats": stats}
+
+
+def params_from_tf_tensors(config: GradNetConfig, tensors: dict):
+    """GradNet (alexnet) params from a name → array dict in the official TF layout."""
+    from jaxtrack.models import take_checked
+    if config.backbone != "alexnet":
+        raise ValueError("the official TF GradNet checkpoint is the AlexNet network")
+    where = "GradNet TF checkpoint"
+    pre = "siamese/t_scala5_zz"
+    take = lambda key, shape: take_checked(tensors, f"{pre}/{key}", shape, where)
+    update = {"conv": {"kernel": take("conv/weights", (3, 3, 256, 256)), "bias": take("conv/biases", (256,))},
+              "bn": {"scale": take("bn/gamma", (256,)), "bias": take("bn/beta", (256,))}}
+    stats = {"mean": take("bn/moving_mean", (256,)), "var": take("bn/moving_variance", (256,))}
+    params = {"search": _tf_alexnet(tensors, "scala{}", where),
+              "template": _tf_alexnet(tensors, "scala{}_z", where),
+              "update": update, "update_stats": stats}
+    if config.unshared_deep:
+        params["template0"] = params["template"]
+    return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def params_from_tf_checkpoint(config: GradNetConfig, prefix: str):
+    from jaxtrack import tf_checkpoint
+    return params_from_tf_tensors(config, tf_checkpoint.read_checkpoint(prefix))
+
+
+@register_tracker("gradnet")
+def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
+          params=None, **overrides) -> Tracker:
+    config = replace_config(GradNetConfig(), overrides, "gradnet")
+    if params is None:
+        params = load_params(config, weights, seed, allow_random)
+    return Tracker("gradnet", config, params, bind_config(init, config), bind_config(track_step, config))

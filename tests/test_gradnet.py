@@ -1,0 +1,165 @@
+"""GradNet: second-order gradients are real, labels/loss follow the official code, the
+update changes the template, tracking compiles once and follows a synthetic target."""
+import dataclasses
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxtrack.trackers import gradnet
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny(seed=0, unshared=False, use_gradient=True, channels=16, feat=8, groups=3, k=2):
+    """A small mobilenet_v2-layout GradNet working on fake backbone features."""
+    # small maps keep the compile time of the second-order graph short:
+    # shallow 8x8 -> template 4x4, search 12x12 -> 9x9 responses
+    config = gradnet.GradNetConfig(adjust_channels=channels, use_gradient=use_gradient,
+                                   unshared_deep=unshared, grad_scale=1e3, shallow_crop=8,
+                                   template_crop=4)
+    keys = jax.random.split(jax.random.PRNGKey(seed), 8)
+    adj = lambda kk: {"kernel": 0.3 * jax.random.normal(kk, (feat, channels)),
+                      "bias": 0.01 * jax.random.normal(kk, (channels,))}
+    update, stats = gradnet.init_update(config, keys[2], channels, gamma=1.0)
+    params = {"search": {"adjust": adj(keys[0])},
+              "template": {"adjust": adj(keys[1]), **gradnet.init_deep_mnv2(config, keys[3], 0.5)},
+              "bias": jnp.asarray(-0.5), "update": update, "update_stats": stats}
+    if unshared:
+        params["template0"] = {"adjust": adj(keys[1]), **gradnet.init_deep_mnv2(config, keys[4], 0.5)}
+    z = jax.random.normal(keys[5], (groups, 10, 10, feat))
+    x = jax.random.normal(keys[6], (groups, k, 12, 12, feat))
+    offsets = np.asarray(jax.random.uniform(keys[7], (groups, k, 2), minval=-16, maxval=16))
+    labels, weights = gradnet.make_labels(offsets, 12 - 4 + 1, 8, 16.0)
+    return config, params, z, x, jnp.asarray(labels), jnp.asarray(weights)
+
+
+def _loss(config, first_order=False, train=True):
+    def f(trainable, frozen, z, x, labels, weights):
+        params = {**frozen, **trainable}
+        g, k = x.shape[:2]
+        xf = gradnet.search_branch(config, params, x.reshape((g * k,) + x.shape[2:]))
+        xf = xf.reshape((g, k) + xf.shape[1:])
+        h = gradnet.shallow(config, params, z)
+        zf, _, _ = gradnet.gradient_update(config, params, h, xf, labels, weights,
+                                           train=train, first_order=first_order)
+        return gradnet.weighted_logistic_loss(gradnet.score_groups(config, params, zf, xf), labels, weights)
+    return f
+
+
+def _split(params, unshared=False):
+    keys = ["template", "update"] + (["template0"] if unshared else [])
+    return {k: params[k] for k in keys}, {k: v for k, v in params.items() if k not in keys}
+
+
+def _norm(tree):
+    return float(jnp.sqrt(sum(jnp.sum(a ** 2) for a in jax.tree_util.tree_leaves(tree))))
+
+
+@pytest.mark.parametrize("unshared", [False, True])
+def test_second_order_gradient_is_present(unshared):
+    config, params, z, x, labels, weights = _tiny(unshared=unshared)
+    trainable, frozen = _split(params, unshared)
+    g2 = jax.jit(jax.grad(_loss(config)))(trainable, frozen, z, x, labels, weights)
+    g1 = jax.jit(jax.grad(_loss(config, first_order=True)))(trainable, frozen, z, x, labels, weights)
+    # every trainable part gets a non-zero gradient
+    for part in trainable:
+        assert _norm(g2[part]) > 1e-6, part
+    # the update subnet (official t_scala5_zz): non-zero, and its gradient is the same with
+    # or without second-order terms: the inner gradient does not depend on its weights
+    np.testing.assert_allclose(g2["update"]["conv"]["kernel"], g1["update"]["conv"]["kernel"],
+                               rtol=1e-4, atol=1e-7)
+    # the layers the inner gradient does depend on get real second-order terms
+    inner = "template0" if unshared else "template"
+    for name in ("adjust", "deep1", "deep2") if not unshared else ("deep1", "deep2"):
+        diff = _norm(jax.tree_util.tree_map(lambda a, b: a - b, g2[inner][name], g1[inner][name]))
+        assert diff > 1e-3 * _norm(g2[inner][name]), (inner, name, diff)
+    if unshared:   # template0 only enters through the inner gradient: first order sees nothing
+        assert _norm(g1["template0"]) == 0.0 and _norm(g2["template0"]) > 0
+
+
+def test_second_order_matches_finite_differences():
+    """The full derivative, inner jax.grad included, against central differences (x64)."""
+    with jax.enable_x64(True):
+        config, params, z, x, labels, weights = _tiny(seed=3, groups=2, k=2)
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+        z, x = z.astype(jnp.float64), x.astype(jnp.float64)
+        trainable, frozen = _split(params)
+        f = lambda t: _loss(config, train=False)(t, frozen, z, x, labels.astype(jnp.float64),
+                                                 weights.astype(jnp.float64))
+        g2 = jax.grad(f)(trainable)
+        g1 = jax.grad(lambda t: _loss(config, first_order=True, train=False)(
+            t, frozen, z, x, labels.astype(jnp.float64), weights.astype(jnp.float64)))(trainable)
+        # direction: the deep1 kernel only (where first and second order differ)
+        d = jax.random.normal(jax.random.PRNGKey(9), trainable["template"]["deep1"]["kernel"].shape, jnp.float64)
+        def along(eps):
+            t = jax.tree_util.tree_map(lambda a: a, trainable)
+            t["template"] = {**t["template"], "deep1": {**t["template"]["deep1"],
+                             "kernel": t["template"]["deep1"]["kernel"] + eps * d}}
+            return f(t)
+        eps = 1e-5
+        fd = (along(eps) - along(-eps)) / (2 * eps)
+        an2 = float(jnp.sum(g2["template"]["deep1"]["kernel"] * d))
+        an1 = float(jnp.sum(g1["template"]["deep1"]["kernel"] * d))
+        assert abs(fd - an2) < 1e-5 * max(1.0, abs(fd)), (fd, an2)
+        assert abs(fd - an1) > 100 * abs(fd - an2), (fd, an1, an2)
+
+
+def test_without_gradient_variant_has_no_inner_grad():
+    config, params, z, x, labels, weights = _tiny(use_gradient=False)
+    h = gradnet.shallow(config, params, z)
+    xf = gradnet.search_branch(config, params, x.reshape((-1,) + x.shape[2:])).reshape(x.shape[:2] + (12, 12, -1))
+    za, _, _ = gradnet.gradient_update(config, params, h, xf, labels, weights)
+    zb, _, _ = gradnet.gradient_update(config, params, h, xf, -labels, weights)
+    np.testing.assert_array_equal(za, zb)           # labels do not matter: no gradient read
+    config_g = dataclasses.replace(config, use_gradient=True)
+    za, _, _ = gradnet.gradient_update(config_g, params, h, xf, labels, weights)
+    zb, _, _ = gradnet.gradient_update(config_g, params, h, xf, -labels, weights)
+    assert float(jnp.max(jnp.abs(za - zb))) > 1e-4  # with the gradient they do
+
+
+def test_labels_follow_official():
+    # official createLogLossLabel: Euclidean radius 16/8 = 2 cells around floor(17/2)
+    lab, w = gradnet.make_labels(np.zeros(2), 17, 8, 16.0)
+    assert int((lab == 1).sum()) == 13 and lab[8, 8] == 1 and lab[8, 10] == 1 and lab[9, 10] == -1
+    np.testing.assert_allclose(w[lab == 1].sum(), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(w[lab == -1].sum(), 0.5, rtol=1e-6)
+    lab2, _ = gradnet.make_labels(np.array([16.0, -8.0]), 17, 8, 16.0)
+    assert lab2[7, 10] == 1 and lab2[8, 8] == -1      # moved by (2, -1) cells
+    s = jnp.asarray(np.random.default_rng(0).standard_normal((17, 17)), jnp.float32)
+    ref = np.mean(w * np.log1p(np.exp(-lab * np.asarray(s))))
+    np.testing.assert_allclose(gradnet.weighted_logistic_loss(s, lab, w), ref, rtol=1e-5)
+
+
+def test_train_step_groups_sources():
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import train_gradnet
+    sources = np.repeat(np.arange(10), 3)
+    rng = np.random.default_rng(0)
+    t, idx = train_gradnet.sample_groups(rng, sources, 5, 4, True)
+    assert idx.shape == (5, 4) and np.all(idx[:, 0] == t)
+    for row in idx:
+        assert len(set(sources[row].tolist())) == 4      # 4 different sources per template
+    t, idx = train_gradnet.sample_groups(rng, sources, 5, 4, False)
+    assert idx.shape == (20, 1) and np.all(idx[:, 0] == t)
+
+
+@pytest.mark.slow
+def test_track_synthetic(mobilenet_pt):
+    """The whole tracker on a synthetic sequence: one compilation per function, the
+    every-5-frames update changes the gradient template, the box follows the target."""
+    import jaxtrack
+    from jaxtrack.data.synthetic import make_sequence
+    from jaxtrack.driver import JitTracker, run_sequence
+    from jaxtrack.eval.metrics import sequence_metrics
+    tracker = jaxtrack.make_tracker("gradnet", allow_random=True)
+    jt = JitTracker(tracker)
+    seq = make_sequence(0, num_frames=16, size=(240, 320))
+    r = run_sequence(jt, seq)
+    assert jt.num_compilations == 2
+    assert np.all(np.isfinite(r.boxes))
+    m = sequence_metrics(r.boxes, seq.gt, seq.index_base)
+    assert m["prec20"] > 0.5, m
