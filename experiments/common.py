@@ -36,8 +36,27 @@ def add_common_args(ap) -> None:
     ap.add_argument("--weights", default=None, help="trained weights (default: the committed checkpoint)")
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
     ap.add_argument("--seed", type=int, default=0, help="PRNG seed, recorded with the results")
+    add_cache_args(ap)
+
+
+def add_cache_args(ap) -> None:
+    """``--cache-dir`` / ``--no-cache``: the persistent compilation cache, on by default."""
     ap.add_argument("--cache-dir", default=default_cache_dir(), help="persistent XLA compilation cache")
     ap.add_argument("--no-cache", action="store_true", help="turn the compilation cache off")
+
+
+def setup_cache(args) -> None:
+    """Turn the persistent compilation cache on unless ``--no-cache``."""
+    if not args.no_cache:
+        enable_compilation_cache(args.cache_dir)
+
+
+def add_distributed_args(ap) -> None:
+    """Multi-host flags for ``jax.distributed.initialize`` (or the JAX_* environment variables)."""
+    ap.add_argument("--coordinator", default=None,
+                    help="host:port of process 0 (env JAX_COORDINATOR_ADDRESS)")
+    ap.add_argument("--num-processes", type=int, default=None, help="env JAX_NUM_PROCESSES")
+    ap.add_argument("--process-id", type=int, default=None, help="env JAX_PROCESS_ID")
 
 
 def tracker_overrides(args) -> dict:

@@ -1,0 +1,166 @@
+"""Aggregate tracking throughput against batch size, per tracker (jaxtrack.batch).
+
+For each tracker and each batch size B (default 1, 8, 32, 128; larger ones are skipped
+once one runs out of memory), on all local devices (B a multiple of their number):
+
+* compile time of the batched ``track_step`` (and of the batched ``init``) for one bucket;
+* steady time of one batched step (median of ``--steps``) and the aggregate FPS, B / step;
+* the cost of a frame-shape bucket miss: the first step on frames of a new bucket
+  (compilation included) against a steady step.
+
+Writes ``--out`` (JSON) and a PNG plot beside it (``.png``), and prints a table.
+
+    python experiments/bench_scale.py --trackers siamfc:mobilenet_v2 --out bench_scale.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def _build(spec: str):
+    import jaxtrack
+    name, _, backbone = spec.partition(":")
+    kw = {"backbone": backbone} if backbone else {}
+    try:
+        return jaxtrack.make_tracker(name, **kw), False
+    except FileNotFoundError:          # no trained checkpoint: timing does not need one
+        return jaxtrack.make_tracker(name, allow_random=True, **kw), True
+
+
+def _batch_inputs(B, bucket, seed=0, size=(240, 320)):
+    import numpy as np
+    from jaxtrack.data.synthetic import make_sequence
+    from jaxtrack.driver import sequence_key
+    seq = make_sequence(seed, num_frames=2, size=size)
+    hb, wb = bucket
+    h, w = size
+    images = np.zeros((2, B, hb, wb, 3), np.uint8)
+    images[:, :, :h, :w] = np.stack([seq.frame(0), seq.frame(1)])[:, None]
+    sizes = np.tile(np.array([h, w], np.int32), (B, 1))
+    boxes = np.tile(seq.gt[0].astype(np.float32), (B, 1))
+    keys = np.stack([np.asarray(sequence_key(seed, f"slot{i}")) for i in range(B)]).astype(np.uint32)
+    return images, sizes, boxes, keys
+
+
+def measure(spec, B, bucket, miss_bucket, steps) -> dict:
+    import jax
+    import numpy as np
+    from jaxtrack.batch import BatchTracker
+    tracker, random_weights = _build(spec)
+    ndev = len(jax.local_devices())
+    bt = BatchTracker(tracker, B, devices=None if B % ndev == 0 else jax.local_devices()[:1])
+    images, sizes, boxes, keys = _batch_inputs(B, bucket)
+    active = np.ones(B, bool)
+    bt.compiled("init_batch", bucket)
+    bt.compiled("step", bucket)
+    states = bt.init_batch(bt.blank_states(bucket), images[0], sizes, boxes, keys, active)
+    states, out = bt.step(states, images[1], sizes, active)          # warm-up
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        states, out = bt.step(states, images[1], sizes, active)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    # a bucket miss: frames of a shape not compiled yet (the state does not depend on it)
+    mi, ms, _, _ = _batch_inputs(B, miss_bucket)
+    t = time.perf_counter()
+    miss_states, out = bt.step(bt.blank_states(miss_bucket), mi[1], ms, active)
+    jax.block_until_ready(out)
+    miss_s = time.perf_counter() - t
+    return {"tracker": spec, "B": B, "devices": bt.num_devices, "device": str(jax.local_devices()[0]),
+            "random_weights": random_weights, "bucket": list(bucket), "miss_bucket": list(miss_bucket),
+            "compile_step_s": bt.compile_seconds[("step", tuple(bucket))],
+            "compile_init_s": bt.compile_seconds[("init_batch", tuple(bucket))],
+            "step_s": step_s, "fps": B / step_s, "steps_timed": steps,
+            "miss_first_step_s": miss_s, "miss_over_step": miss_s / step_s}
+
+
+def table(rows) -> str:
+    out = ["| tracker | B | devices | compile step (s) | compile init (s) | step (ms) | aggregate FPS | bucket miss (s) | miss / step |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['tracker']} | {r['B']} | - | - | - | - | {r['error']} | - | - |")
+            continue
+        out.append(f"| {r['tracker']} | {r['B']} | {r['devices']} | {r['compile_step_s']:.1f} | "
+                   f"{r['compile_init_s']:.1f} | {1e3 * r['step_s']:.0f} | {r['fps']:.1f} | "
+                   f"{r['miss_first_step_s']:.1f} | {r['miss_over_step']:.0f}x |")
+    return "\n".join(out)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for spec in dict.fromkeys(r["tracker"] for r in rows):
+        rs = [r for r in rows if r["tracker"] == spec and "fps" in r]
+        if not rs:
+            continue
+        a.plot([r["B"] for r in rs], [r["fps"] for r in rs], "o-", label=spec)
+        b.plot([r["B"] for r in rs], [r["compile_step_s"] for r in rs], "o-", label=spec)
+    for ax, yl in ((a, "aggregate FPS"), (b, "compile time of batched track_step (s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size B")
+        ax.set_ylabel(yl)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"jaxtrack.batch on {rows[0].get('device', '?')}" if rows else "")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trackers", nargs="+", default=None,
+                    help="NAME[:BACKBONE] ... (default: every registered tracker, siamfc with mobilenet_v2)")
+    ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32, 128])
+    ap.add_argument("--bucket", default="256x384", help="frame bucket (240x320 frames inside)")
+    ap.add_argument("--miss-bucket", default="384x512", help="the new bucket for the miss cost")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
+    common.add_cache_args(ap)
+    ap.add_argument("--out", default="bench_scale.json")
+    args = ap.parse_args(argv)
+    common.select_device(args.device)
+    # compile times are part of what is measured: the persistent cache stays off unless asked
+    if args.no_cache is False and "--cache-dir" in (argv if argv is not None else sys.argv):
+        common.setup_cache(args)
+    import jaxtrack
+    from jaxtrack.fileio import atomic_write_json
+    specs = args.trackers or [("siamfc:mobilenet_v2" if n == "siamfc" else n)
+                              for n in jaxtrack.available_trackers()]
+    bucket = tuple(int(v) for v in args.bucket.split("x"))
+    miss = tuple(int(v) for v in args.miss_bucket.split("x"))
+    rows = []
+    for spec in specs:
+        for B in sorted(args.batch_sizes):
+            try:
+                rec = measure(spec, B, bucket, miss, args.steps)
+            except Exception as e:          # out of memory, or a tracker that cannot batch
+                rec = {"tracker": spec, "B": B, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+            rows.append(rec)
+            print(json.dumps(rec), flush=True)
+            atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:]})
+            if "error" in rec:
+                break                        # larger batches would fail the same way
+    print(table(rows))
+    atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:]})
+    png = os.path.splitext(args.out)[0] + ".png"
+    plot(rows, png)
+    print(f"wrote {args.out} and {png}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

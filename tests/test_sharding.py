@@ -1,0 +1,113 @@
+"""Sharded evaluation and training on 4 virtual CPU devices (subprocesses: the device count
+must be set before JAX initialises) against the 1-device runs of this process."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import jaxtrack
+from jaxtrack import weights as W
+from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXP = os.path.join(REPO, "experiments")
+sys.path.insert(0, EXP)
+
+
+def _run(args, devices=4, env_extra=None, wait=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(env_extra or {})}
+    cmd = [sys.executable] + args
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def ope_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ope")
+    root = tmp / "data"
+    write_got10k_layout(make_dataset(13, 5, num_frames=7, size=(120, 160)), str(root), split="val")
+    head = tmp / "head.msgpack"          # a fixed random head: independent of the committed one
+    W.save_variables(str(head), jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2",
+                                                      allow_random=True, seed=1).params["head"])
+    base = ["--tracker", "siamfc", "--backbone", "mobilenet_v2", "--weights", str(head),
+            "--dataset", "got10k", "--root", str(root), "--split", "val", "--no-progress", "--no-cache"]
+    import run_ope
+    ref = run_ope.main(base + ["--results", str(tmp / "R1")])       # sequential, 1 device
+    return tmp, base, ref
+
+
+def test_parallel_ope_on_4_devices_matches_1_device_and_resumes(ope_setup):
+    tmp, base, ref = ope_setup
+    out = _run([os.path.join(EXP, "run_ope.py")] + base + ["--results", str(tmp / "R4"), "--parallel", "4"])
+    assert "4 local device(s)" in out
+    d1, d4 = tmp / "R1" / "siamfc_mobilenet_v2", tmp / "R4" / "siamfc_mobilenet_v2"
+    m4 = json.loads((d4 / "metrics.json").read_text())
+    assert m4["info"]["local_devices"] == 4 and m4["info"]["parallel"] == 4
+    names = sorted(ref["per_sequence"])
+    assert sorted(m4["per_sequence"]) == names and len(names) == 5
+    for n in names:
+        np.testing.assert_allclose(np.loadtxt(d4 / f"{n}.txt", delimiter=","),
+                                   np.loadtxt(d1 / f"{n}.txt", delimiter=","), atol=2e-3)
+        for k in ("auc", "prec20", "norm_prec"):
+            assert m4["per_sequence"][n][k] == pytest.approx(ref["per_sequence"][n][k], abs=1e-6)
+    assert m4["mean"]["auc"] == pytest.approx(ref["mean"]["auc"], abs=1e-6)
+    # interruption: one result lost; a rerun redoes exactly that one, the rest untouched
+    (d4 / f"{names[2]}.txt").unlink()
+    stamp = {n: (d4 / f"{n}.txt").stat().st_mtime_ns for n in names if n != names[2]}
+    import run_ope
+    report = run_ope.main(base + ["--results", str(tmp / "R4"), "--parallel", "2"])
+    assert {n: (d4 / f"{n}.txt").stat().st_mtime_ns for n in stamp} == stamp
+    assert (d4 / f"{names[2]}.txt").exists()
+    assert report["mean"]["auc"] == pytest.approx(ref["mean"]["auc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_sequences(ope_setup, tmp_path):
+    """A 2-host run on one machine: 2 processes x 2 virtual devices, jax.distributed."""
+    tmp, base, ref = ope_setup
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [os.path.join(EXP, "run_ope.py")] + base + [
+        "--results", str(tmp_path / "RH"), "--parallel", "2", "--coordinator", f"127.0.0.1:{port}",
+        "--num-processes", "2", "--wait-timeout", "600"]
+    procs = [_run(args + ["--process-id", str(i)], devices=2, wait=False) for i in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, o[-2000:] + e[-3000:]
+    assert "process 1/2" in outs[1][0] and "process 0/2" in outs[0][0]
+    m = json.loads((tmp_path / "RH" / "siamfc_mobilenet_v2" / "metrics.json").read_text())
+    assert m["info"]["processes"] == 2 and sorted(m["per_sequence"]) == sorted(ref["per_sequence"])
+    assert m["mean"]["auc"] == pytest.approx(ref["mean"]["auc"], abs=1e-6)
+
+
+def test_data_parallel_training_4_devices_matches_1(tmp_path):
+    import train_siamfc
+    base = ["--backbone", "mobilenet_v2", "--images", "", "--synthetic", "2", "--pool", "8",
+            "--batch", "4", "--steps", "50", "--ckpt-every", "50", "--seed", "5"]
+    one = train_siamfc.main(base + ["--out", str(tmp_path / "d1")])
+    (tmp_path / "d4").mkdir()
+    for f in (tmp_path / "d1").glob("pool_*.npz"):       # same cached features: skip the backbone
+        shutil.copy(f, tmp_path / "d4" / f.name)
+    # through -c, so the child's command line does not name the script (immune to pkill -f)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import train_siamfc; "
+            "train_siamfc.main(sys.argv[2:])")
+    _run(["-c", code, EXP] + base + ["--out", str(tmp_path / "d4"),
+                                     "--export", str(tmp_path / "d4" / "h.msgpack")])
+    log = lambda d: [json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+    l1, l4 = log("d1"), log("d4")
+    assert [r["step"] for r in l1] == [r["step"] for r in l4] == [1, 50]
+    np.testing.assert_allclose([r["loss"] for r in l4], [r["loss"] for r in l1], rtol=1e-4)
+    assert json.loads((tmp_path / "d4" / "h.msgpack.json").read_text())["devices"] == 4
+    four = W.load_variables(str(tmp_path / "d4" / "h.msgpack"), one["head"])
+    np.testing.assert_allclose(np.asarray(four["adjust"]["kernel"]), np.asarray(one["head"]["adjust"]["kernel"]),
+                               rtol=1e-4, atol=1e-6)
