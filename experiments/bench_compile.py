@@ -29,7 +29,6 @@ import common  # noqa: E402
 
 
 def _frame(h=240, w=320, seed=0):
-    import numpy as np
     from jaxtrack.data.synthetic import make_sequence
     seq = make_sequence(seed, num_frames=2, size=(h, w))
     return seq.frame(0), seq.frame(1), seq.gt[0]

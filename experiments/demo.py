@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 
 import jaxtrack
-from jaxtrack import boxes as bx
 from jaxtrack.data.synthetic import make_sequence
 from jaxtrack.driver import JitTracker, run_sequence
 from jaxtrack.eval.metrics import sequence_metrics

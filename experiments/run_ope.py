@@ -18,7 +18,6 @@ is tracked by process i % N, and process 0 writes the report once all are done
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 

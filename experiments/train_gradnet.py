@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import time
@@ -50,11 +49,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import serialization
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
+from jaxtrack.training import log_record, pair_sources, restore_checkpoint, save_checkpoint
 from jaxtrack.trackers import gradnet, siamfc
 
 VARIANTS = ("full", "no_mg", "two_u", "siamfc")
@@ -64,14 +63,7 @@ VARIANTS = ("full", "no_mg", "two_u", "siamfc")
 
 def make_sources(args):
     """Pair sources, each with an id: photographs first, then synthetic sequences."""
-    from train_siamfc import load_images
-    images = load_images(args.images)
-    sequences = []
-    if args.synthetic > 0:
-        from jaxtrack.data.synthetic import make_dataset
-        sequences = make_dataset(args.seed + 1000, args.synthetic, num_frames=60)
-    if not images and not sequences:
-        raise SystemExit("no training data: pass --images DIR and/or --synthetic N")
+    images, sequences, _ = pair_sources(args.images, args.synthetic, args.seed)
     return images, sequences
 
 
@@ -133,7 +125,6 @@ def pool_from_siamfc(args, config, sources, path):
     """The first ``args.pool`` pairs of train_siamfc.py's cached pool (the very pairs the
     SiamFC baseline was trained on), with each pair's source id recovered by replaying its
     seeded draw; the replayed target offsets must equal the stored ones."""
-    from train_siamfc import make_batch  # noqa: F401  (the layout replayed below)
     images, sequences = sources
     with np.load(path) as f:
         offsets = f["offsets"][:args.pool]
@@ -283,13 +274,11 @@ def main(argv=None):
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")
     stats0 = frozen["update_stats"]
-    if os.path.exists(ckpt):
-        with open(ckpt, "rb") as f:
-            restored = serialization.from_bytes({"trainable": trainable, "opt_state": opt_state,
-                                                 "stats": stats0, "step": 0}, f.read())
+    restored = restore_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state,
+                                         "stats": stats0, "step": 0})
+    if restored is not None:
         trainable, opt_state, step0 = restored["trainable"], restored["opt_state"], int(restored["step"])
         frozen = {**frozen, "update_stats": restored["stats"]}
-        print(f"resumed from {ckpt} at step {step0}")
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     data_sharding = NamedSharding(mesh, P("data"))
@@ -335,13 +324,10 @@ def main(argv=None):
         if (step + 1) % 25 == 0 or step == step0:
             rec = {"step": step + 1, "loss": float(loss), "lr": float(schedule(step)),
                    "elapsed_s": round(time.time() - t0, 1)}
-            print(json.dumps(rec), flush=True)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            log_record(log_path, rec)
         if (step + 1) % args.ckpt_every == 0 or step + 1 == last:
-            atomic_write_bytes(ckpt, serialization.to_bytes(
-                {"trainable": trainable, "opt_state": opt_state,
-                 "stats": frozen["update_stats"], "step": step + 1}))
+            save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state,
+                                   "stats": frozen["update_stats"], "step": step + 1})
     final = merge(args.variant, jax.device_get(trainable), jax.device_get(frozen))
     if args.export and last == args.steps:
         from jaxtrack import weights as W

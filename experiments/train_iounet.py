@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import time
@@ -36,12 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import serialization
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxtrack import boxes as bx
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
+from jaxtrack.training import log_record, pair_sources, restore_checkpoint, save_checkpoint
 from jaxtrack.models import iounet as iou_lib
 from jaxtrack.trackers import atom
 
@@ -53,20 +52,6 @@ SIGMA_FACTORS = (0.01, 0.05, 0.1, 0.2, 0.3)
 
 
 # ------------------------------------------------------------------ data
-
-def load_images(folder, max_images=None):
-    import glob
-    import cv2
-    if not folder:
-        return []
-    files = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
-    out = []
-    for f in files[:max_images]:
-        img = cv2.imread(f, cv2.IMREAD_COLOR)
-        if img is not None:
-            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    return out
-
 
 def crop_around(rng, image, box, jitter: bool):
     """A 288 px crop of 5x the (jittered) target; returns (crop, box in crop xywh)."""
@@ -202,24 +187,12 @@ def main(argv=None):
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")
-    if os.path.exists(ckpt):
-        with open(ckpt, "rb") as f:
-            r = serialization.from_bytes({"trainable": trainable, "stats": stats, "opt_state": opt_state,
-                                          "step": 0}, f.read())
+    r = restore_checkpoint(ckpt, {"trainable": trainable, "stats": stats, "opt_state": opt_state, "step": 0})
+    if r is not None:
         trainable, stats, opt_state, step0 = r["trainable"], r["stats"], r["opt_state"], int(r["step"])
-        print(f"resumed from {ckpt} at step {step0}")
 
-    images = load_images(args.images)
-    sequences = []
-    if args.synthetic > 0:
-        from jaxtrack.data.synthetic import make_dataset
-        sequences = make_dataset(args.seed + 1000, args.synthetic, num_frames=60)
-    sampler = None
-    if args.tfds_dir:
-        from jaxtrack.data.tfds_dataset import PairSampler, load_data_source
-        sampler = PairSampler(load_data_source(args.tfds_dir), max_gap=args.max_gap, seed=args.seed)
-    if not images and not sequences and sampler is None:
-        raise SystemExit("no training data: pass --images DIR and/or --synthetic N and/or --tfds-dir")
+    images, sequences, sampler = pair_sources(args.images, args.synthetic, args.seed,
+                                              args.tfds_dir, args.max_gap)
     t_pool = time.time()
     pool = build_pool(args, config, backbone, (images, sequences, sampler), args.out)
     print(f"pool ready: {len(pool['bz'])} pairs ({time.time() - t_pool:.0f}s)", flush=True)
@@ -246,13 +219,11 @@ def main(argv=None):
         if step % 25 == 0 or step == step0 + 1:
             rec = {"step": step, "loss": float(np.mean(losses[-25:])), "lr": float(schedule(step - 1)),
                    "elapsed_s": round(time.time() - t0, 1)}
-            print(json.dumps(rec), flush=True)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            log_record(log_path, rec)
         timed_out = args.time_limit is not None and time.time() - t0 > args.time_limit
         if step % args.ckpt_every == 0 or step == last or timed_out:
-            atomic_write_bytes(ckpt, serialization.to_bytes(
-                {"trainable": trainable, "stats": stats, "opt_state": opt_state, "step": step}))
+            save_checkpoint(ckpt, {"trainable": trainable, "stats": stats, "opt_state": opt_state,
+                                   "step": step})
         if timed_out:
             print(f"time limit reached at step {step}; rerun with the same --out to resume")
             break

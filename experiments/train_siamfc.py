@@ -22,56 +22,30 @@ rerun with the same ``--out`` resumes exactly (batches are drawn from ``(seed, s
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import serialization
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxtrack import ops
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
+from jaxtrack.training import log_record, pair_sources, restore_checkpoint, save_checkpoint
 from jaxtrack.trackers import siamfc
 
 
 # ------------------------------------------------------------------ data
 
-def load_images(folder: str | None, max_images: int | None = None) -> list[np.ndarray]:
-    if not folder:
-        return []
-    files = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
-    images = []
-    for f in files[:max_images]:
-        img = cv2.imread(f, cv2.IMREAD_COLOR)
-        if img is not None:
-            images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    return images
-
-
 def make_sources(args):
     """The pair sources: photographs and sequences (synthetic, or TFDS-packed)."""
-    images = load_images(args.images)
-    sequences = []
-    if args.synthetic > 0:
-        from jaxtrack.data.synthetic import make_dataset
-        sequences = make_dataset(args.seed + 1000, args.synthetic, num_frames=60)
-    sampler = None
-    if args.tfds_dir:
-        from jaxtrack.data.tfds_dataset import PairSampler, load_data_source
-        sampler = PairSampler(load_data_source(args.tfds_dir), max_gap=args.max_gap, seed=args.seed)
-    if not images and not sequences and sampler is None:
-        raise SystemExit("no training data: pass --images DIR and/or --synthetic N and/or --tfds-dir")
-    return images, sequences, sampler
+    return pair_sources(args.images, args.synthetic, args.seed, args.tfds_dir, args.max_gap)
 
 
 def draw_pair(rng, config, images, sequences, sampler, index):
@@ -211,12 +185,9 @@ def main(argv=None):
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")
-    if os.path.exists(ckpt):
-        with open(ckpt, "rb") as f:
-            restored = serialization.from_bytes({"trainable": trainable, "opt_state": opt_state,
-                                                 "step": 0}, f.read())
+    restored = restore_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state, "step": 0})
+    if restored is not None:
         trainable, opt_state, step0 = restored["trainable"], restored["opt_state"], int(restored["step"])
-        print(f"resumed from {ckpt} at step {step0}")
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     data_sharding = NamedSharding(mesh, P("data"))
@@ -253,12 +224,9 @@ def main(argv=None):
         if (step + 1) % 50 == 0 or step == step0:
             rec = {"step": step + 1, "loss": float(loss), "lr": float(schedule(step)),
                    "elapsed_s": round(time.time() - t0, 1)}
-            print(json.dumps(rec), flush=True)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            log_record(log_path, rec)
         if (step + 1) % args.ckpt_every == 0 or step + 1 == last:
-            atomic_write_bytes(ckpt, serialization.to_bytes(
-                {"trainable": trainable, "opt_state": opt_state, "step": step + 1}))
+            save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state, "step": step + 1})
     final = jax.device_get(trainable)
     if args.export:
         from jaxtrack import weights as W

@@ -1,5 +1,4 @@
 """Real sequences from ../shared (evaluation only; skipped when absent)."""
-import numpy as np
 import pytest
 
 import jaxtrack

@@ -1,0 +1,74 @@
+"""Pieces every offline training script shares: honest pair sources, resumable checkpoints, a log.
+
+The scripts (``experiments/train_*.py``) stay readable top to bottom; what they all need
+the same way lives here.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from jaxtrack.fileio import atomic_write_bytes
+
+
+def load_images(folder: str | None, max_images: int | None = None) -> list[np.ndarray]:
+    """The training photographs in ``folder`` (``*.jpg``, ``*.png``) as uint8 RGB arrays."""
+    import cv2
+    if not folder:
+        return []
+    files = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
+    images = []
+    for f in files[:max_images]:
+        img = cv2.imread(f, cv2.IMREAD_COLOR)
+        if img is not None:
+            images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    return images
+
+
+def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: str | None = None,
+                 max_gap: int = 50, num_frames: int = 60):
+    """(photographs, synthetic sequences, TFDS pair sampler or None): the honest sources.
+
+    Synthetic sequences use seeds ``[seed + 1000, i]``, disjoint from the seeds tests and
+    the demo track. Exits with a clear message when no source is given.
+    """
+    images = load_images(images_dir)
+    sequences = []
+    if synthetic > 0:
+        from jaxtrack.data.synthetic import make_dataset
+        sequences = make_dataset(seed + 1000, synthetic, num_frames=num_frames)
+    sampler = None
+    if tfds_dir:
+        from jaxtrack.data.tfds_dataset import PairSampler, load_data_source
+        sampler = PairSampler(load_data_source(tfds_dir), max_gap=max_gap, seed=seed)
+    if not images and not sequences and sampler is None:
+        raise SystemExit("no training data: pass --images DIR and/or --synthetic N and/or --tfds-dir")
+    return images, sequences, sampler
+
+
+def restore_checkpoint(path: str, template: dict):
+    """The training state saved at ``path`` (structure of ``template``), or None if absent."""
+    from flax import serialization
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        state = serialization.from_bytes(template, f.read())
+    print(f"resumed from {path} at step {int(state['step'])}")
+    return state
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write the training state atomically: an interruption leaves the previous one intact."""
+    from flax import serialization
+    atomic_write_bytes(path, serialization.to_bytes(state))
+
+
+def log_record(path: str, record: dict) -> None:
+    """Print one JSON line and append it to the run's ``log.jsonl``."""
+    line = json.dumps(record)
+    print(line, flush=True)
+    with open(path, "a") as f:
+        f.write(line + "\n")
