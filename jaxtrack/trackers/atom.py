@@ -486,13 +486,9 @@ def load_params(config: ATOMConfig, weights: str | None = None, seed: int = 0, a
     if weights and not have:
         raise FileNotFoundError(f"ATOM weights not found: {weights}")
     if config.backbone == "mobilenet_v2":
-        backbone = W.mobilenet_v2_variables()
-        if have:
-            head = W.load_variables(path, head)
-        elif not allow_random:
-            raise FileNotFoundError(f"no trained ATOM IoU-Net at {path}; train one with "
-                                    "experiments/train_iounet.py or pass allow_random=True")
-        return {"backbone": backbone, **head}
+        head = W.load_trained_part(weights, path, head, allow_random=allow_random,
+                                   what="ATOM IoU-Net", train_script="experiments/train_iounet.py")
+        return {"backbone": W.mobilenet_v2_variables(), **head}
     if config.backbone != "resnet18":
         raise ValueError(f"unknown ATOM backbone {config.backbone!r} (mobilenet_v2 | resnet18)")
     module = backbone_module(config)

@@ -202,13 +202,9 @@ def load_params(config: SiamFCConfig, weights: str | None = None, seed: int = 0,
     if weights and not have:
         raise FileNotFoundError(f"SiamFC weights not found: {weights}")
     if config.backbone == "mobilenet_v2":
-        backbone = W.mobilenet_v2_variables()
-        if have:
-            head = W.load_variables(path, head)
-        elif not allow_random:
-            raise FileNotFoundError(f"no trained SiamFC head at {path}; train one with "
-                                    "experiments/train_siamfc.py or pass allow_random=True")
-        return {"backbone": backbone, "head": head}
+        head = W.load_trained_part(weights, path, head, allow_random=allow_random,
+                                   what="SiamFC head", train_script="experiments/train_siamfc.py")
+        return {"backbone": W.mobilenet_v2_variables(), "head": head}
     template = {"backbone": init_backbone(config, key_b), "head": head}
     if have:
         if path.endswith((".pth", ".pt")):
