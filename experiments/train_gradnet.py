@@ -53,7 +53,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
-from jaxtrack.training import log_record, pair_sources, restore_checkpoint, save_checkpoint
+from jaxtrack.training import (log_record, pair_sources, restore_checkpoint, save_checkpoint,
+                               siamfc_sgd)
 from jaxtrack.trackers import gradnet, siamfc
 
 VARIANTS = ("full", "no_mg", "two_u", "siamfc")
@@ -266,10 +267,7 @@ def main(argv=None):
     trainable, frozen = split_params(config, args.variant, params)
     generalization = args.generalization and args.variant != "siamfc"
 
-    schedule = optax.exponential_decay(args.lr, transition_steps=args.steps,
-                                       decay_rate=args.final_lr / args.lr)
-    opt = optax.chain(optax.add_decayed_weights(args.weight_decay),
-                      optax.sgd(schedule, momentum=args.momentum))
+    schedule, opt = siamfc_sgd(args.lr, args.final_lr, args.steps, args.weight_decay, args.momentum)
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")

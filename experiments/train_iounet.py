@@ -40,7 +40,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtrack import boxes as bx
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
-from jaxtrack.training import log_record, pair_sources, restore_checkpoint, save_checkpoint
+from jaxtrack.training import (log_record, pair_sources, raw_pair, restore_checkpoint,
+                               save_checkpoint)
 from jaxtrack.models import iounet as iou_lib
 from jaxtrack.trackers import atom
 
@@ -68,15 +69,8 @@ def crop_around(rng, image, box, jitter: bool):
 
 
 def draw_pair(rng, images, sequences, sampler, index):
-    kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler)) if have]
     for _ in range(20):
-        kind = kinds[int(rng.integers(len(kinds)))]
-        if kind == "image":
-            raw = pairlib.image_pair(rng, images[int(rng.integers(len(images)))])
-        elif kind == "sequence":
-            raw = pairlib.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
-        else:
-            raw = sampler[index]
+        raw = raw_pair(rng, images, sequences, sampler, index)
         z, bz = crop_around(rng, raw[0], raw[1], jitter=False)
         x, bxx = crop_around(rng, raw[2], raw[3], jitter=True)
         # the test box must overlap its crop (ATOM drops such pairs too)

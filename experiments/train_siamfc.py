@@ -37,7 +37,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtrack import ops
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
-from jaxtrack.training import log_record, pair_sources, restore_checkpoint, save_checkpoint
+from jaxtrack.training import (log_record, pair_sources, raw_pair, restore_checkpoint,
+                               save_checkpoint, siamfc_sgd)
 from jaxtrack.trackers import siamfc
 
 
@@ -50,14 +51,7 @@ def make_sources(args):
 
 def draw_pair(rng, config, images, sequences, sampler, index):
     """One augmented training pair from a randomly chosen source."""
-    kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler)) if have]
-    kind = kinds[int(rng.integers(len(kinds)))]
-    if kind == "image":
-        raw = pairlib.image_pair(rng, images[int(rng.integers(len(images)))])
-    elif kind == "sequence":
-        raw = pairlib.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
-    else:
-        raw = sampler[index]
+    raw = raw_pair(rng, images, sequences, sampler, index)
     return pairlib.crop_pair(rng, *raw, exemplar_size=config.exemplar_size,
                              instance_size=config.instance_size, context=config.context,
                              max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
@@ -178,10 +172,7 @@ def main(argv=None):
                   "head": siamfc.init_head(config, jax.random.PRNGKey(args.seed))}
     trainable, frozen = split_params(config, params)
 
-    schedule = optax.exponential_decay(args.lr, transition_steps=args.steps,
-                                       decay_rate=args.final_lr / args.lr)
-    opt = optax.chain(optax.add_decayed_weights(args.weight_decay),
-                      optax.sgd(schedule, momentum=args.momentum))
+    schedule, opt = siamfc_sgd(args.lr, args.final_lr, args.steps, args.weight_decay, args.momentum)
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")

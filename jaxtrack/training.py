@@ -49,6 +49,27 @@ def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: st
     return images, sequences, sampler
 
 
+def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int):
+    """(image_z, box_z, image_x, box_x) from a source chosen at random among those present."""
+    from jaxtrack.data import pairs as pairlib
+    kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler)) if have]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "image":
+        return pairlib.image_pair(rng, images[int(rng.integers(len(images)))])
+    if kind == "sequence":
+        return pairlib.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
+    return sampler[index]
+
+
+def siamfc_sgd(lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float):
+    """(schedule, optimiser) of siamfc-pytorch / GradNet: SGD with momentum and weight decay,
+    the learning rate decaying log-linearly from ``lr`` to ``final_lr`` over ``steps``."""
+    import optax
+    schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
+    return schedule, optax.chain(optax.add_decayed_weights(weight_decay),
+                                 optax.sgd(schedule, momentum=momentum))
+
+
 def restore_checkpoint(path: str, template: dict):
     """The training state saved at ``path`` (structure of ``template``), or None if absent."""
     from flax import serialization

@@ -312,11 +312,6 @@ def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
 
 # ------------------------------------------------------------------- tracking
 
-def _exemplar_side(config, target_size):
-    context = config.context * jnp.sum(target_size)
-    return jnp.sqrt(jnp.prod(target_size + context))
-
-
 def _centre_labels(config: GradNetConfig, response: int):
     lab, w = make_labels(np.zeros((2,), np.float32), response, config.total_stride, config.r_pos)
     return jnp.asarray(lab)[None, None], jnp.asarray(w)[None, None]
@@ -370,7 +365,7 @@ def init(config: GradNetConfig, params, frame: Frame, box, key=None) -> GradNetS
     box = jnp.asarray(box, jnp.float32)
     center = box[:2] + box[2:] / 2
     target_size = box[2:]
-    z_side = _exemplar_side(config, target_size)
+    z_side = siamfc.exemplar_side(config, target_size)
     x_side = z_side * config.instance_size / config.exemplar_size
     fill = ops.valid_mean_color(frame.image, frame.size)
     z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill)

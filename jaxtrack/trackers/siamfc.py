@@ -122,7 +122,8 @@ def init_backbone(config: SiamFCConfig, key):
 
 # ------------------------------------------------------------------- tracking
 
-def _exemplar_side(config: SiamFCConfig, target_size):
+def exemplar_side(config, target_size):
+    """SiamFC's exemplar crop side: sqrt((w + p)(h + p)), p = context * (w + h)."""
     context = config.context * jnp.sum(target_size)
     return jnp.sqrt(jnp.prod(target_size + context))
 
@@ -133,7 +134,7 @@ def init(config: SiamFCConfig, params, frame: Frame, box, key=None) -> SiamFCSta
     box = jnp.asarray(box, jnp.float32)
     center = box[:2] + box[2:] / 2
     target_size = box[2:]
-    z_side = _exemplar_side(config, target_size)
+    z_side = exemplar_side(config, target_size)
     x_side = z_side * config.instance_size / config.exemplar_size
     fill = ops.valid_mean_color(frame.image, frame.size)
     z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill,
