@@ -16,26 +16,30 @@ the odd-sized ``(2 floor(t/2) + 1)`` block of first-frame feature cells around t
 centre, ``t`` the target size in cells.
 
 MobileNetV2 stand-in. The taps are ``features.10`` (64 ch, the shallower one, in the
-role of relu4_1) and ``features.13`` (96 ch, the deeper one, relu4_3's role), both at
-output stride 8 with ``dilate_after_stride8`` (so, like relu4_1/relu4_3, both taps
-share one spatial grid; ``features.6`` has only 32 channels, too few to select from).
-Stride 8 instead of VGG's 4 is compensated by doubling the target size range to
-[88, 118] px: the search window becomes 360 px and the map stays 45x45, so the
-exemplar (in cells), the Gaussian label, the ranking scales and the 45/47, 1, 45/43
-scale pyramid are the official ones. The channel budget is scaled with the channel
-count: 300/512 and 80/512 of the taps become 56/96 and 10/64 (and the 250-channel
-minimum and 50-channel balance set likewise).
+role of relu4_1) and ``features.13`` (96 ch, relu4_3's role), both at output stride 8
+with ``dilate_after_stride8`` (so, like relu4_1/relu4_3, both taps share one spatial
+grid; ``features.6`` has only 32 channels, too few to select from). Stride 8 instead of
+VGG's 4 is compensated by doubling the target size range to [88, 118] px: the search
+window becomes 360 px and the map stays 45x45, so the exemplar (in cells), the Gaussian
+label, the ranking scales and the 45/47, 1, 45/43 scale pyramid are the official ones.
+The channel budget is scaled with the channel count: 300/512 and 80/512 of the taps
+become 56/96 and 10/64 (and the 250-channel minimum and 50-channel balance set
+likewise). The blocks' wider hidden units (the depthwise ReLU6 activations before the
+projection, 384 / 576 channels, with the paper's 300 + 80 budget) were tried as taps and
+tracked far worse (``docs/results.md``).
 
 Target-active channels (regression). For each tap a single conv regressor ``W``
 (kernel ``(2 ceil(h/2) + 1) x (2 ceil(w/2) + 1)`` cells, "same" output) is fitted to a
 Gaussian label (``exp(-0.2 d^2 / sigma^2)``, ``sigma = 0.1 x`` exemplar size, as
-``gaussian_shaped_labels.m``) over the whole search map, by ridge-regularised gradient
-descent with momentum in a ``lax.fori_loop`` (step ``1 / L`` with ``L`` the loss'
-curvature bound computed from the feature spectrum, so no backbone-specific learning
-rate). The importance of channel ``c`` is the paper's global-average-pooled gradient
-``-GAP(dL/dX_c)`` (``jax.grad`` w.r.t. the input features, the fitted ``W`` held fixed):
-how much the loss falls when channel ``c`` is raised everywhere. The deeper tap keeps
-its ``n_deep`` most important channels with positive importance.
+``gaussian_shaped_labels.m``) over the whole search map, by gradient descent with
+momentum in a ``lax.fori_loop``, from zero, with the official regime: its lr of 1e-9
+leaves the regressor far from convergence, which here is a step of ``reg_step / L``
+(``L`` the loss' curvature bound from the feature spectrum, so no backbone-specific
+learning rate). The importance of channel ``c`` is the paper's global-average-pooled
+gradient ``-GAP(dL/dX_c)`` (``jax.grad`` w.r.t. the input features, ``W`` held fixed):
+how much the loss falls when channel ``c`` is raised everywhere. In this regime it is
+proportional to the channel's summed regressor weights, which the official code ranks
+by. The deeper tap keeps its ``n_deep`` most important channels with positive importance.
 
 Scale-sensitive channels (ranking). The shallower tap's search map is resized to
 ``F + 2k`` cells (``k = -K..K``, scale ratios ~0.5-1.5) and the exemplar-sized centre block
@@ -49,8 +53,9 @@ derivative of the loss w.r.t. a gain on channel ``c``. (The plain GAP of this gr
 is ~0: adding a constant to a channel shifts every sample's score equally, and the
 official code, whose ranking net is an untrained 1e-8-scale random conv, effectively
 selects on the sign of random weights.)
-The shallower tap keeps the ``n_shallow`` channels with the highest positive ranking
-importance among its target-active (positive regression importance) channels.
+As in the official ``taf.py``, the ranking acts as a filter on the shallower tap: of
+its ``n_shallow`` most important channels by regression, those with positive regression
+*and* positive ranking importance are kept.
 
 Selection, balance, matching. If fewer than ``min_total`` channels survive, more deep
 channels are added in regression order (official). The shallower tap is scaled by the
@@ -102,9 +107,12 @@ class TADTConfig:
     balance_channels: int = 9             # VGG: 50
     label_sigma: float = 0.1              # Gaussian label sigma / exemplar size
     label_alpha: float = 0.2              # exp(-alpha d^2 / sigma^2), as the official code
-    reg_iters: int = 50                   # regressor fitting steps (fori_loop; official: 100 SGD epochs)
+    # regressor fit as the official code runs it (lr 1e-9 for 100 epochs: the regressor barely
+    # moves from ~0, so its weights are the accumulated loss gradients; see regression_importance)
+    reg_iters: int = 100                  # SGD steps (fori_loop)
     reg_momentum: float = 0.9
-    reg_ridge: float = 0.01               # ridge weight relative to the data curvature
+    reg_step: float = 1e-4                # step, in units of 1 / (the loss' curvature bound)
+    reg_ridge: float = 0.0                # ridge weight relative to the curvature (official wd: ~0)
     rank_steps: int = 11                  # K: map sizes F + 2k, k = -K..K
     # matching
     scale_pad: int = 2                    # pyramid: F+2 / F / F-2 cells (45/47, 1, 45/43)
@@ -130,7 +138,7 @@ BACKBONE_DEFAULTS = {
     "vgg16": dict(min_size=44.0, max_size=59.0, total_stride=4, n_deep=300,
                   n_shallow=80, min_total=250, balance_channels=50),
 }
-TAP_CHANNELS = {"mobilenet_v2": (64, 96), "vgg16": (512, 512)}   # (shallow, deep)
+MNV2_TAP_BLOCKS = (10, 13)             # (shallow, deep) features.<i>
 
 
 class TADTState(NamedTuple):
@@ -152,7 +160,7 @@ class TADTState(NamedTuple):
 def backbone_module(config: TADTConfig):
     if config.backbone == "mobilenet_v2":
         from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-        return MobileNetV2Features(taps=(10, 13), dilate_after_stride8=True)
+        return MobileNetV2Features(taps=MNV2_TAP_BLOCKS, dilate_after_stride8=True)
     if config.backbone == "vgg16":
         from jaxtrack.models.vgg16 import VGG16Features
         return VGG16Features(normalization=config.vgg_normalization)
@@ -163,7 +171,7 @@ def extract(config: TADTConfig, params, images):
     """(shallow, deep) tap features of [B, H, W, 3] crops (0-255 RGB)."""
     out = backbone_module(config).apply(params["backbone"], images)
     if config.backbone == "mobilenet_v2":
-        return out[10], out[13]
+        return out[MNV2_TAP_BLOCKS[0]], out[MNV2_TAP_BLOCKS[1]]
     return out["relu4_1"], out["relu4_3"]
 
 
@@ -267,14 +275,14 @@ def regression_loss(w, x, label, kmask, ridge, xf=None):
 def fit_regressor(config: TADTConfig, x, label, kmask):
     """Ridge regression by gradient descent with momentum (``lax.fori_loop``), from 0.
 
-    Returns (w, ridge). The step is ``1 / L`` with ``L`` the curvature bound, so the fit
-    does not depend on the backbone's feature scale.
+    Returns (w, ridge). The step is ``reg_step / L`` with ``L`` the curvature bound, so
+    the fit does not depend on the backbone's feature scale.
     """
     f = x.shape[0]
     xf = spectrum(x)
     lip = 2.0 * jnp.max(jnp.sum(jnp.abs(xf) ** 2, axis=0)) / (f * f)
     ridge = 0.5 * config.reg_ridge * lip
-    step = 1.0 / (lip * (1.0 + config.reg_ridge))
+    step = config.reg_step / (lip * (1.0 + config.reg_ridge))
     grad = jax.grad(regression_loss)
 
     def body(_, carry):
@@ -289,7 +297,15 @@ def fit_regressor(config: TADTConfig, x, label, kmask):
 
 
 def regression_importance(config: TADTConfig, x, half_h, half_w):
-    """Per-channel ``-GAP(dL/dX)`` of the fitted regressor's loss (the paper's importance)."""
+    """Per-channel ``-GAP(dL/dX)`` of the regressor's loss (the paper's importance).
+
+    The regressor is fitted as the official code does it, with a step so small that it
+    stays far from convergence (prediction << label). There the importance is
+    ``-GAP(dL/dX_c) ~ sum(label) x sum_k W_c[k]``, i.e. proportional to the summed weights the
+    official code ranks by (its weights are the accumulated gradients), and channel ``c``
+    ranks by its label-weighted activation around the target. At convergence the residual
+    sums to ~0 and the GAP would be dominated by noise and the map's borders.
+    """
     label = gaussian_label(config, half_h, half_w)
     # regressor kernel (2 ceil(h/2) + 1) = exemplar + 2 for odd exemplars (TAF_net_init.m)
     kmask = box_mask(config.map_size, half_h + 1, half_w + 1)
@@ -373,17 +389,19 @@ def select_channels(config: TADTConfig, xs, xd, half_h, half_w, key):
 
     order_rd, pos_rd = _ordered(reg_d, jnp.ones(cd, bool))
     order_rs, _ = _ordered(reg_s, jnp.ones(cs, bool))
-    # target-aware: shallow = scale-sensitive among the target-active channels
-    order_s, count_s = _ordered(rank_s, reg_s > 0)
     order_d = order_rd
+    # target-aware (taf.py): the shallow tap's top n_shallow channels by regression, kept
+    # where both the regression and the ranking importance are positive
+    order_s, keep_s = order_rs, (reg_s > 0) & (rank_s > 0)
     if config.selection == "regression":
-        order_s, count_s = _ordered(reg_s, jnp.ones(cs, bool))
+        keep_s = reg_s > 0
     elif config.selection == "ranking":
         rank_d = ranking_importance(config, xd, half_h, half_w)
         info["rank_deep"] = rank_d
-        order_s, count_s = _ordered(rank_s, jnp.ones(cs, bool))
+        order_s, keep_s = _ordered(rank_s, jnp.ones(cs, bool))[0], rank_s > 0
         order_d, pos_rd = _ordered(rank_d, jnp.ones(cd, bool))
-    count_s = jnp.minimum(count_s, n_s)
+    keep_s = jnp.take(keep_s, order_s[:n_s])
+    count_s = jnp.sum(keep_s)
     # deep: the top n_deep positive ones, topped up to min_total in importance order
     count_d = jnp.minimum(jnp.maximum(jnp.minimum(pos_rd, config.n_deep),
                                       config.min_total - count_s), n_d_alloc)
@@ -398,7 +416,9 @@ def select_channels(config: TADTConfig, xs, xd, half_h, half_w, key):
         order_s = jax.random.permutation(ks, cs).astype(jnp.int32)
         order_d = jax.random.permutation(kd, cd).astype(jnp.int32)
     idx_s, idx_d = order_s[:n_s], order_d[:n_d_alloc]
-    w_s = (jnp.arange(n_s) < count_s).astype(jnp.float32) * balance
+    w_s = keep_s.astype(jnp.float32) * balance
+    if config.selection == "random":
+        w_s = (jnp.arange(n_s) < count_s).astype(jnp.float32) * balance
     w_d = (jnp.arange(n_d_alloc) < count_d).astype(jnp.float32)
     return idx_s, w_s, idx_d, w_d, info
 
