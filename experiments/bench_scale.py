@@ -8,7 +8,11 @@ once one runs out of memory), on all local devices (B a multiple of their number
 * the cost of a frame-shape bucket miss: the first step on frames of a new bucket
   (compilation included) against a steady step.
 
-Writes ``--out`` (JSON) and a PNG plot beside it (``.png``), and prints a table.
+Writes ``--out`` (JSON, after every measurement; a rerun with the same ``--out`` skips
+the (tracker, B) rows already there) and a PNG plot beside it (``.png``), and prints a
+table. ``--budget-s`` bounds each tracker's time: a batch size whose estimated cost
+(compile + steps, extrapolated linearly in B from the last one measured) exceeds what is
+left is recorded as skipped, with the estimate, instead of run.
 
     python experiments/bench_scale.py --trackers siamfc:mobilenet_v2 --out bench_scale.json
 """
@@ -53,7 +57,10 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
     active = np.ones(B, bool)
     bt.compiled("init_batch", bucket)
     bt.compiled("step", bucket)
+    t = time.perf_counter()
     states = bt.init_batch(bt.blank_states(bucket), images[0], sizes, boxes, keys, active)
+    jax.block_until_ready(states)
+    init_s = time.perf_counter() - t
     states, out = bt.step(states, images[1], sizes, active)          # warm-up
     jax.block_until_ready(out)
     times = []
@@ -73,16 +80,25 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
             "random_weights": random_weights, "bucket": list(bucket), "miss_bucket": list(miss_bucket),
             "compile_step_s": bt.compile_seconds[("step", tuple(bucket))],
             "compile_init_s": bt.compile_seconds[("init_batch", tuple(bucket))],
-            "step_s": step_s, "fps": B / step_s, "steps_timed": steps,
+            "init_s": init_s, "step_s": step_s, "fps": B / step_s, "steps_timed": steps,
             "miss_first_step_s": miss_s, "miss_over_step": miss_s / step_s}
+
+
+def _estimate_s(last: dict, B: int, steps: int) -> float:
+    """Seconds to measure batch ``B``, extrapolated from the row of a smaller batch: the
+    compiles as they were, init and every step (warm-up, timed, bucket miss) linear in B."""
+    grow = B / last["B"]
+    return (last["compile_step_s"] + last["compile_init_s"] + last["miss_first_step_s"]
+            + last.get("init_s", 0.0) * grow + (steps + 2) * last["step_s"] * grow)
 
 
 def table(rows) -> str:
     out = ["| tracker | B | devices | compile step (s) | compile init (s) | step (ms) | aggregate FPS | bucket miss (s) | miss / step |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        if "error" in r:
-            out.append(f"| {r['tracker']} | {r['B']} | - | - | - | - | {r['error']} | - | - |")
+        if "error" in r or "skipped" in r:
+            why = r.get("error") or r["skipped"]
+            out.append(f"| {r['tracker']} | {r['B']} | - | - | - | - | {why} | - | - |")
             continue
         out.append(f"| {r['tracker']} | {r['B']} | {r['devices']} | {r['compile_step_s']:.1f} | "
                    f"{r['compile_init_s']:.1f} | {1e3 * r['step_s']:.0f} | {r['fps']:.1f} | "
@@ -123,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
     common.add_cache_args(ap)
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="per-tracker time budget (s); larger B skipped when they would exceed it")
     ap.add_argument("--out", default="bench_scale.json")
     args = ap.parse_args(argv)
     common.select_device(args.device)
@@ -135,18 +153,33 @@ def main(argv=None):
                               for n in jaxtrack.available_trackers()]
     bucket = tuple(int(v) for v in args.bucket.split("x"))
     miss = tuple(int(v) for v in args.miss_bucket.split("x"))
+    done = {}
+    if os.path.exists(args.out):             # resume: keep rows measured by an earlier run
+        with open(args.out) as f:
+            done = {(r["tracker"], r["B"]): r for r in json.load(f).get("rows", []) if "fps" in r}
     rows = []
     for spec in specs:
+        spent, last = 0.0, None
         for B in sorted(args.batch_sizes):
-            try:
-                rec = measure(spec, B, bucket, miss, args.steps)
-            except Exception as e:          # out of memory, or a tracker that cannot batch
-                rec = {"tracker": spec, "B": B, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+            t0 = time.perf_counter()
+            if (spec, B) in done:
+                rec = done[(spec, B)]
+            elif args.budget_s is not None and last is not None and (
+                    estimate := _estimate_s(last, B, args.steps)) > args.budget_s - spent:
+                rec = {"tracker": spec, "B": B,
+                       "skipped": f"time budget (est. {estimate:.0f} s > {args.budget_s - spent:.0f} s left)"}
+            else:
+                try:
+                    rec = measure(spec, B, bucket, miss, args.steps)
+                except Exception as e:          # out of memory, or a tracker that cannot batch
+                    rec = {"tracker": spec, "B": B, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+            spent += time.perf_counter() - t0
             rows.append(rec)
             print(json.dumps(rec), flush=True)
             atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:]})
-            if "error" in rec:
-                break                        # larger batches would fail the same way
+            if "fps" not in rec:
+                break                        # larger batches would fail (or cost) more
+            last = rec
     print(table(rows))
     atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:]})
     png = os.path.splitext(args.out)[0] + ".png"
