@@ -595,6 +595,7 @@ def load_variables(path, template):
     ``template`` is a pytree of the same structure (real arrays or
     ``jax.ShapeDtypeStruct`` from ``jax.eval_shape``). Raises ``ValueError`` naming the
     file, the key path and the expected and found shapes (or dtypes, or keys).
+    float16 leaves (files stored at half size) are widened to float32 first.
     Returns the restored pytree (same container types as ``template``), arrays as
     ``jax.Array``.
     """
@@ -602,6 +603,8 @@ def load_variables(path, template):
     import jax.numpy as jnp
     from flax import serialization
     raw = serialization.msgpack_restore(Path(path).read_bytes())
+    raw = jax.tree.map(lambda v: v.astype(np.float32) if getattr(v, "dtype", None) == np.float16 else v,
+                       raw)
     want = serialization.to_state_dict(template)
     _check_tree(raw, want, (), path)
     restored = serialization.from_state_dict(template, raw)

@@ -39,15 +39,23 @@ def test_exported_track_step_runs_in_fresh_process(tmp_path):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_export_roundtrip_and_errors(tmp_path):
+@pytest.mark.parametrize("flatbuffers", [True, False])
+def test_export_roundtrip_and_errors(tmp_path, monkeypatch, flatbuffers):
+    """Both formats: JAX's own (needs the flatbuffers package) and the JSON + StableHLO one."""
     import jax
     import jax.numpy as jnp
+    from jaxtrack import export as jexport
+    if flatbuffers:
+        pytest.importorskip("flatbuffers")
+    monkeypatch.setattr(jexport, "_have_flatbuffers", lambda: flatbuffers)
 
     def f(xs, y):
         return tuple(x * y for x in xs), {"s": jnp.sum(y)}
     exp = jax.export.export(jax.jit(f))([jax.ShapeDtypeStruct((3,), jnp.float32)] * 2,
                                         jax.ShapeDtypeStruct((3,), jnp.float32))
-    back = from_bytes(to_bytes(exp))
+    blob = to_bytes(exp)
+    assert blob[:4] == (b"JAXF" if flatbuffers else b"JAXJ")
+    back = from_bytes(blob)
     x = jnp.arange(3.0)
     a, b = back.call([x, x + 1], x)
     np.testing.assert_allclose(a[1], (x + 1) * x)

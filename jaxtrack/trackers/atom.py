@@ -418,9 +418,11 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
         box, _, ok = refine_box(config, params, mod, feats, init_box, k_box)
         new_pos = jnp.where(ok, sample_pos + (box[:2] + box[2:] / 2 - size / 2) * scale, pos_c)
         new_size = jnp.where(ok, box[2:] * scale, state.target_size)
-        new_scale = jnp.where(ok, jnp.sqrt(jnp.prod(new_size) / jnp.prod(state.base_size)), scale)
-        new_scale = jnp.clip(new_scale, state.scale_range[0], state.scale_range[1])
-        new_size = jnp.clip(new_size, 1.0, wh)
+        raw_scale = jnp.where(ok, jnp.sqrt(jnp.prod(new_size) / jnp.prod(state.base_size)), scale)
+        new_scale = jnp.clip(raw_scale, state.scale_range[0], state.scale_range[1])
+        # the size follows the clamped scale (pytracking's update_state: target_sz = base *
+        # scale), so the box cannot keep shrinking or growing once the crop scale is pinned
+        new_size = jnp.clip(new_size * new_scale / raw_scale, 1.0, wh)
     else:
         new_pos, new_size, new_scale = pos_c, state.target_size, scale
     pos = jnp.where(found, new_pos, state.pos)
