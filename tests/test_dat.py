@@ -153,6 +153,23 @@ def test_samples_and_bbox_regression():
     np.testing.assert_allclose(feats @ w + b, y, atol=1e-3)
 
 
+def test_chunked_extraction_equals_one_batch():
+    """Candidates / collected samples go through the conv part in chunks (lax.map): same features."""
+    import dataclasses
+    from jaxtrack.core import Frame
+    t = jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, chunk=4)
+    rng = np.random.default_rng(0)
+    frame = Frame(jnp.asarray(rng.integers(0, 256, (120, 160, 3)), jnp.uint8), jnp.array([120, 160], jnp.int32))
+    boxes = jnp.asarray(np.c_[rng.uniform(0, 100, (10, 2)), rng.uniform(15, 50, (10, 2))], jnp.float32)
+    chunked = dat.extract(t.config, t.params["conv"], frame, boxes)          # 3 chunks, last one padded
+    whole = dat.conv_features(t.config, t.params["conv"],
+                              dat.crop_patches(t.config, frame, boxes)).reshape(10, -1)
+    assert chunked.shape == whole.shape == (10, 4608)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(whole))))
+    one = dat.extract(dataclasses.replace(t.config, chunk=10), t.params["conv"], frame, boxes)
+    np.testing.assert_allclose(one, whole, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(whole))))
+
+
 SMALL = dict(n_samples=16, n_bbreg=32, n_pos_init=16, n_neg_init=32, maxiter_init=2, n_pos_update=8,
              n_neg_update=8, n_frames_long=3, n_frames_short=2, maxiter_update=1, batch_pos=8,
              batch_neg=8, batch_neg_cand=16, att_batch=2, att_frames=2, att_pos_per_frame=2,
