@@ -119,12 +119,10 @@ def main(argv=None):
     import json
     import shutil
     import jax
-    import numpy as np
     import jaxtrack
     from jaxtrack.data import load_dataset
     from jaxtrack.driver import JitTracker, run_sequence
-    from jaxtrack.eval.metrics import sequence_metrics
-    from jaxtrack.fileio import atomic_write_json, atomic_write_text
+    from jaxtrack.fileio import atomic_write_json
 
     os.makedirs(args.out, exist_ok=True)
     seqs = load_dataset(args.dataset, args.root, sequences=args.sequences)
@@ -159,23 +157,12 @@ def main(argv=None):
             if seq.name in res:
                 continue
             t0 = time.perf_counter()
-            r = run_sequence(jt, seq, seed=args.seed)
-            m = sequence_metrics(r.boxes, seq.gt, seq.index_base)
-            times = r.times[1:]
-            res[seq.name] = {"auc": float(m["auc"]), "prec20": float(m["prec20"]),
-                             "fps": float(len(times) / times.sum()), "frames": len(seq)}
+            m = res[seq.name] = common.sequence_result(run_sequence(jt, seq, seed=args.seed), seq)
             print(f"{row:15s} {seq.name:10s} AUC {m['auc']:.3f} prec {m['prec20']:.3f} "
-                  f"fps {res[seq.name]['fps']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                  f"fps {m['fps']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
             atomic_write_json(path, record)
-    for row, res in record["results"].items():
-        if all(s.name in res for s in seqs):
-            record["means"][row] = {k: float(np.mean([res[s.name][k] for s in seqs]))
-                                    for k in ("auc", "prec20", "fps")}
-    atomic_write_json(path, record)
-    text = markdown(record)
-    atomic_write_text(os.path.join(args.out, "ablation_gradnet.md"), text)
-    print(text)
-    return record
+    return common.finish_ablation(record, seqs, ("auc", "prec20", "fps"), path,
+                                  os.path.join(args.out, "ablation_gradnet.md"), markdown)
 
 
 if __name__ == "__main__":

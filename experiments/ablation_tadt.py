@@ -69,8 +69,7 @@ def main(argv=None):
     from jaxtrack.data import load_dataset
     import jax.numpy as jnp
     from jaxtrack.driver import JitTracker, pad_frame, run_sequence, sequence_key
-    from jaxtrack.eval.metrics import sequence_metrics
-    from jaxtrack.fileio import atomic_write_json, atomic_write_text
+    from jaxtrack.fileio import atomic_write_json
 
     seqs = load_dataset(args.dataset, args.root, sequences=args.sequences)
     os.makedirs(args.out, exist_ok=True)
@@ -97,28 +96,18 @@ def main(argv=None):
                 continue
             t0 = time.perf_counter()
             r = run_sequence(jt, seq, seed=args.seed)
-            m = sequence_metrics(r.boxes, seq.gt, seq.index_base)
             # channels kept: re-run init once (cheap, compiled) to read the selection
             st = jt.init(jt.params, pad_frame(seq.frame(0)), jnp.asarray(r.boxes[0], jnp.float32),
                          sequence_key(args.seed, seq.name))
             channels = int(np.sum(np.asarray(st.w_shallow) > 0) + np.sum(np.asarray(st.w_deep) > 0))
-            times = r.times[1:]
-            res[seq.name] = {"auc": float(m["auc"]), "prec20": float(m["prec20"]),
-                             "fps": float(len(times) / times.sum()), "frames": len(seq),
-                             "init_s": float(r.times[0]), "channels": channels}
+            m = res[seq.name] = {**common.sequence_result(r, seq), "init_s": float(r.times[0]),
+                                 "channels": channels}
             print(f"{sel:13s} {seq.name:10s} AUC {m['auc']:.3f} prec {m['prec20']:.3f} "
-                  f"fps {res[seq.name]['fps']:.1f} channels {channels} "
+                  f"fps {m['fps']:.1f} channels {channels} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
             atomic_write_json(path, record)
-    for sel, res in record["results"].items():
-        if all(s.name in res for s in seqs):
-            record["means"][sel] = {k: float(np.mean([res[s.name][k] for s in seqs]))
-                                    for k in ("auc", "prec20", "fps", "channels")}
-    atomic_write_json(path, record)
-    text = markdown(record)
-    atomic_write_text(os.path.join(args.out, "ablation_tadt.md"), text)
-    print(text)
-    return record
+    return common.finish_ablation(record, seqs, ("auc", "prec20", "fps", "channels"), path,
+                                  os.path.join(args.out, "ablation_tadt.md"), markdown)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,28 @@ def build_for_timing(spec: str):
         return jaxtrack.make_tracker(name, **kw), False
     except FileNotFoundError:
         return jaxtrack.make_tracker(name, allow_random=True, **kw), True
+
+
+def sequence_result(result, seq) -> dict:
+    """AUC, Prec@20, FPS (frames after the first, as run_ope) and frame count of one
+    tracked sequence (``result`` from :func:`jaxtrack.driver.run_sequence`)."""
+    from jaxtrack.eval.metrics import sequence_metrics
+    m = sequence_metrics(result.boxes, seq.gt, seq.index_base)
+    times = result.times[1:]
+    return {"auc": float(m["auc"]), "prec20": float(m["prec20"]),
+            "fps": float(len(times) / times.sum()), "frames": len(seq)}
+
+
+def finish_ablation(record: dict, seqs, keys, json_path: str, md_path: str, markdown) -> dict:
+    """Means of ``keys`` over ``seqs`` for every complete row of ``record["results"]``; write
+    the JSON and ``markdown(record)`` (atomically), print the table."""
+    import numpy as np
+    from jaxtrack.fileio import atomic_write_json, atomic_write_text
+    for row, res in record["results"].items():
+        if all(s.name in res for s in seqs):
+            record["means"][row] = {k: float(np.mean([res[s.name][k] for s in seqs])) for k in keys}
+    atomic_write_json(json_path, record)
+    text = markdown(record)
+    atomic_write_text(md_path, text)
+    print(text)
+    return record

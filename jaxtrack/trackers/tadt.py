@@ -416,9 +416,9 @@ def select_channels(config: TADTConfig, xs, xd, half_h, half_w, key):
         order_s = jax.random.permutation(ks, cs).astype(jnp.int32)
         order_d = jax.random.permutation(kd, cd).astype(jnp.int32)
     idx_s, idx_d = order_s[:n_s], order_d[:n_d_alloc]
-    w_s = keep_s.astype(jnp.float32) * balance
-    if config.selection == "random":
-        w_s = (jnp.arange(n_s) < count_s).astype(jnp.float32) * balance
+    # random: as many shallow channels as target-aware keeps, the first ones of the permutation
+    kept_s = (jnp.arange(n_s) < count_s) if config.selection == "random" else keep_s
+    w_s = kept_s.astype(jnp.float32) * balance
     w_d = (jnp.arange(n_d_alloc) < count_d).astype(jnp.float32)
     return idx_s, w_s, idx_d, w_d, info
 
