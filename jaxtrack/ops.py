@@ -153,3 +153,52 @@ def balanced_logistic_loss(logits, labels, neg_weight: float = 1.0):
 def resize_bicubic(maps, out_hw):
     """Bicubic upsampling of [..., h, w] maps (half-pixel centres, as cv2.INTER_CUBIC)."""
     return jax.image.resize(maps, maps.shape[:-2] + tuple(out_hw), method="cubic", antialias=False)
+
+
+def _hoist_closure(fn, operand):
+    """(``g``, ``consts``) with ``g(operand, consts) == fn(operand)``: the values ``fn`` closes
+    over (tracers of enclosing transformations included) become an explicit argument."""
+    closed, shape = jax.make_jaxpr(fn, return_shape=True)(operand)
+    out_tree = jax.tree.structure(shape)
+
+    def g(op, consts):
+        return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, list(consts), *jax.tree.leaves(op)))
+    return g, tuple(closed.consts)
+
+
+def lazy_cond(pred, true_fn, false_fn, operand):
+    """``lax.cond(pred, true_fn, false_fn, operand)`` that stays a branch under ``vmap``.
+
+    Plain ``lax.cond`` with a batched predicate becomes a ``select``: both branches run for
+    every slot on every step, so a tracker's periodic online update (every 10th frame) would
+    run on every frame of a batched run. Here the batched rule runs the expensive branch only
+    when at least one slot asks for it (``lax.cond(any(pred), ...)``) and then keeps each
+    slot's own result, so ``B = 1`` costs what the unbatched step costs. Unbatched, it is
+    exactly ``lax.cond``. Not differentiable through the predicate (nothing here needs it).
+    """
+    # a custom_vmap function may not close over batched values: make them inputs
+    t_fn, t_consts = _hoist_closure(true_fn, operand)
+    f_fn, f_consts = _hoist_closure(false_fn, operand)
+    true_b = lambda a: t_fn(a[0], a[1])          # noqa: E731
+    false_b = lambda a: f_fn(a[0], a[2])         # noqa: E731
+
+    @jax.custom_batching.custom_vmap
+    def branch(p, args):
+        return jax.lax.cond(p, true_b, false_b, args)
+
+    @branch.def_vmap
+    def _batched(axis_size, in_batched, p, args):
+        p_batched, args_batched = in_batched
+        widen = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))  # noqa: E731
+        args = jax.tree.map(widen, args, args_batched)
+        vt, vf = jax.vmap(true_b), jax.vmap(false_b)
+        if not p_batched:                         # one predicate for all slots: a real branch
+            out = jax.lax.cond(p, vt, vf, args)
+        else:
+            def some(a):
+                t, f = vt(a), vf(a)
+                return jax.tree.map(lambda x, y: jnp.where(p.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), t, f)
+            out = jax.lax.cond(jnp.any(p), some, vf, args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return branch(pred, (operand, t_consts, f_consts))

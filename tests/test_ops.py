@@ -118,3 +118,35 @@ def test_polygon_to_box_keeps_centre_and_area():
     b = bx.polygon_to_xywh(poly)
     np.testing.assert_allclose(b[:2] + b[2:] / 2, [20, 15])
     np.testing.assert_allclose(b[2:], [21, 11])                    # VOT / got10k's +1 convention
+
+
+def test_lazy_cond_matches_cond_and_skips_the_branch_under_vmap():
+    """Unbatched it is lax.cond; vmapped it keeps each slot's branch result, and a batch whose
+    predicates are all False never runs the true branch (lax.cond would run it as a select)."""
+    calls = []
+
+    def expensive(x, scale):
+        jax.debug.callback(lambda: calls.append(1))
+        return x * scale + 1.0
+
+    def step(pred, x, scale, cond):
+        return cond(pred, lambda v: expensive(v, scale), lambda v: v, x)
+
+    x = jnp.arange(6.0).reshape(2, 3)
+    scale = jnp.array([2.0, 3.0])
+    for pred in (True, False):
+        np.testing.assert_array_equal(jax.jit(step, static_argnums=3)(pred, x[0], scale[0], ops.lazy_cond),
+                                      jax.jit(step, static_argnums=3)(pred, x[0], scale[0], jax.lax.cond))
+    batched = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None)), static_argnums=3)
+    mixed = jnp.array([True, False])
+    np.testing.assert_array_equal(batched(mixed, x, scale, ops.lazy_cond), batched(mixed, x, scale, jax.lax.cond))
+    np.testing.assert_array_equal(batched(mixed, x, scale, ops.lazy_cond)[1], x[1])
+    jax.effects_barrier()
+    calls.clear()
+    none = jnp.array([False, False])
+    np.testing.assert_array_equal(batched(none, x, scale, ops.lazy_cond), x)
+    jax.effects_barrier()
+    assert not calls, "the true branch ran although no slot asked for it"
+    batched(none, x, scale, jax.lax.cond)
+    jax.effects_barrier()
+    assert calls, "lax.cond under vmap no longer runs both branches: this test checks nothing"

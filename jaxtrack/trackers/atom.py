@@ -444,7 +444,7 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
 
     frame_num = state.frame_num + 1
     train = hard | ((frame_num - 1) % config.train_skipping == 0)
-    filt, loss = lax.cond(train, lambda s: optimize_filter(config, s, config.cg_iter),
+    filt, loss = ops.lazy_cond(train, lambda s: optimize_filter(config, s, config.cg_iter),
                           lambda s: (s.filt, s.loss), state)
     state = state._replace(pos=pos, target_size=target_size, target_scale=target_scale, filt=filt,
                            loss=loss, frame_num=frame_num, key=key, flag=flag)

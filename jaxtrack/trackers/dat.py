@@ -620,9 +620,9 @@ def track_step(config: DATConfig, params, state: DATState, frame: Frame):
     trans_f = jnp.where(success, config.trans_f, config.trans_f_expand).astype(jnp.float32)
     state = state._replace(box=box, result=result, trans_f=trans_f, frame_index=i, key=key)
 
-    state = lax.cond(success, lambda s: _collect(config, conv, frame, s, kc), lambda s: s, state)
+    state = ops.lazy_cond(success, lambda s: _collect(config, conv, frame, s, kc), lambda s: s, state)
     do_update = jnp.logical_not(success) | (i % config.long_interval == 0)
-    state = lax.cond(do_update, lambda s: _update(config, conv, s, jnp.logical_not(success), ku),
+    state = ops.lazy_cond(do_update, lambda s: _update(config, conv, s, jnp.logical_not(success), ku),
                      lambda s: s, state)
     return state, TrackOutput(result, target_score)
 

@@ -412,7 +412,7 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
             c2, sx2, ts2 = apply(c2, b2)
             pick = lambda a, b: jnp.where(better, a, b)
             return pick(c2, center), pick(sx2, x_side), pick(ts2, target_size), pick(p2, peak)
-        center, x_side, target_size, peak = lax.cond(
+        center, x_side, target_size, peak = ops.lazy_cond(
             state.refind, do_refind, lambda _: (center, x_side, target_size, peak), None)
 
     center = jnp.clip(center, 0.0, jnp.stack([width, height]))
@@ -443,7 +443,7 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
             kg, mem = args
             z, h_up = _update_from_crop(config, params, mem, crop)
             return z, config.rescue_keep * mem + (1 - config.rescue_keep) * h_up
-        kernel_gra, memory = lax.cond(rescue, do_rescue, lambda a: a, (kernel_gra, memory))
+        kernel_gra, memory = ops.lazy_cond(rescue, do_rescue, lambda a: a, (kernel_gra, memory))
 
         def do_update(args):
             kg, mem = args
@@ -454,7 +454,7 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
             pick = jnp.argmin(jnp.where(key == best_score, order, config.num_samples + 1))
             z, h_up = _update_from_crop(config, params, mem, samples[pick])
             return z, config.memory_keep * mem + (1 - config.memory_keep) * h_up
-        kernel_gra, memory = lax.cond(i % config.update_interval == 0, do_update, lambda a: a,
+        kernel_gra, memory = ops.lazy_cond(i % config.update_interval == 0, do_update, lambda a: a,
                                       (kernel_gra, memory))
 
     state = GradNetState(center, target_size, x_side, state.x_side0, state.fill, state.kernel_sia,
