@@ -6,7 +6,10 @@ once one runs out of memory), on all local devices (B a multiple of their number
 * compile time of the batched ``track_step`` (and of the batched ``init``) for one bucket;
 * steady time of one batched step (median of ``--steps``) and the aggregate FPS, B / step;
 * the cost of a frame-shape bucket miss: the first step on frames of a new bucket
-  (compilation included) against a steady step.
+  (compilation included) against a steady step;
+* at B = 1, the plain jitted ``track_step`` timed step for step beside the batched one
+  (what vmap, masking and sharding cost; periodic updates are under ``ops.lazy_cond``,
+  so they run only on the steps that need them in both).
 
 Writes ``--out`` (JSON, after every measurement; a rerun with the same ``--out`` skips
 the (tracker, B) rows already there) and a PNG plot beside it (``.png``), and prints a
@@ -63,13 +66,32 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
     init_s = time.perf_counter() - t
     states, out = bt.step(states, images[1], sizes, active)          # warm-up
     jax.block_until_ready(out)
+    plain = None
+    if B == 1:
+        # the plain jitted track_step on the same frames, timed step for step beside the
+        # batched one (same load): what vmap + masking + sharding cost at B = 1
+        from jaxtrack.core import Frame
+        plain = {"step": jax.jit(tracker.track_step), "times": []}
+        plain["state"] = jax.jit(tracker.init)(tracker.params, Frame(images[0, 0], sizes[0]), boxes[0], keys[0])
+        plain["state"], out = plain["step"](tracker.params, plain["state"], Frame(images[1, 0], sizes[0]))
+        jax.block_until_ready(out)
     times = []
     for _ in range(steps):
         t = time.perf_counter()
         states, out = bt.step(states, images[1], sizes, active)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t)
+        if plain is not None:
+            t = time.perf_counter()
+            plain["state"], out = plain["step"](tracker.params, plain["state"], Frame(images[1, 0], sizes[0]))
+            jax.block_until_ready(out)
+            plain["times"].append(time.perf_counter() - t)
     step_s = float(np.median(times))
+    extra = {}
+    if plain is not None:
+        p = float(np.median(plain["times"]))
+        extra = {"plain_step_s": p, "batched_over_plain": step_s / p, "step_mean_s": float(np.mean(times)),
+                 "plain_step_mean_s": float(np.mean(plain["times"]))}
     # a bucket miss: frames of a shape not compiled yet (the state does not depend on it)
     mi, ms, _, _ = _batch_inputs(B, miss_bucket)
     t = time.perf_counter()
@@ -81,7 +103,7 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
             "compile_step_s": bt.compile_seconds[("step", tuple(bucket))],
             "compile_init_s": bt.compile_seconds[("init_batch", tuple(bucket))],
             "init_s": init_s, "step_s": step_s, "fps": B / step_s, "steps_timed": steps,
-            "miss_first_step_s": miss_s, "miss_over_step": miss_s / step_s}
+            "miss_first_step_s": miss_s, "miss_over_step": miss_s / step_s, **extra}
 
 
 def _estimate_s(last: dict, B: int, steps: int) -> float:
@@ -93,16 +115,18 @@ def _estimate_s(last: dict, B: int, steps: int) -> float:
 
 
 def table(rows) -> str:
-    out = ["| tracker | B | devices | compile step (s) | compile init (s) | step (ms) | aggregate FPS | bucket miss (s) | miss / step |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| tracker | B | devices | compile step (s) | compile init (s) | step (ms) | aggregate FPS | bucket miss (s) "
+           "| miss / step | plain track_step (ms) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r or "skipped" in r:
             why = r.get("error") or r["skipped"]
-            out.append(f"| {r['tracker']} | {r['B']} | - | - | - | - | {why} | - | - |")
+            out.append(f"| {r['tracker']} | {r['B']} | - | - | - | - | {why} | - | - | - |")
             continue
         out.append(f"| {r['tracker']} | {r['B']} | {r['devices']} | {r['compile_step_s']:.1f} | "
                    f"{r['compile_init_s']:.1f} | {1e3 * r['step_s']:.0f} | {r['fps']:.1f} | "
-                   f"{r['miss_first_step_s']:.1f} | {r['miss_over_step']:.0f}x |")
+                   f"{r['miss_first_step_s']:.1f} | {r['miss_over_step']:.0f}x | "
+                   + (f"{1e3 * r['plain_step_s']:.0f} |" if "plain_step_s" in r else "- |"))
     return "\n".join(out)
 
 
