@@ -7,13 +7,19 @@ install from the ordinary registries:
 * PyPI ``scikit-image`` (its ``skimage/data`` sample photographs);
 * Debian ``gnome-backgrounds`` and ``plasma-workspace-wallpapers`` (photographic
   wallpapers), fetched with ``apt-get download`` (no root needed) and unpacked with
-  ``dpkg -x``.
+  ``dpkg -x``;
+* with ``--objects-out``: object cut-outs with an alpha channel from Debian
+  ``tuxpaint-stamps-default`` (photographs and drawings of animals, food, vehicles,
+  plants, household things; the letter/number/symbol stamps are left out). Pasted on the
+  photographs they make pairs with real object outlines (``jaxtrack.data.pairs.paste_pair``),
+  the way COCO's segmented objects are used for copy-paste training.
 
 Images are decoded, downscaled so the longer side is at most ``--max-side`` and
 written as JPEG into ``--out`` with a manifest (source package, file, sha256), so a
 training run can record exactly which images it saw. Usage::
 
-    python experiments/fetch_training_images.py --out ~/.cache/jaxtrack/train_images
+    python experiments/fetch_training_images.py --out ~/.cache/jaxtrack/train_images \
+        [--objects-out ~/.cache/jaxtrack/train_objects]
 """
 from __future__ import annotations
 
@@ -33,6 +39,9 @@ import numpy as np
 
 PYPI = [("scikit-image", "skimage/data/")]
 DEBIAN = ["gnome-backgrounds", "plasma-workspace-wallpapers"]
+OBJECTS_DEBIAN = "tuxpaint-stamps-default"
+OBJECTS_SKIP = ("/symbols/",)          # letters, digits, signs: not objects
+OBJECT_MIN_SIDE = 48
 EXTS = (".jpg", ".jpeg", ".png", ".webp")
 MIN_SIDE = 256   # skip icons, thumbnails and tiny test patterns
 
@@ -49,10 +58,10 @@ def _pypi_images(tmp):
                         yield package, name, z.read(name)
 
 
-def _debian_images(tmp):
+def _debian_images(tmp, packages=DEBIAN, exts=EXTS):
     d = os.path.join(tmp, "deb")
     os.makedirs(d, exist_ok=True)
-    for package in DEBIAN:
+    for package in packages:
         r = subprocess.run(["apt-get", "download", package], cwd=d, capture_output=True, text=True)
         if r.returncode != 0:
             print(f"warning: apt-get download {package} failed: {r.stderr.strip()[:200]}", file=sys.stderr)
@@ -61,7 +70,7 @@ def _debian_images(tmp):
             root = os.path.join(d, package)
             subprocess.run(["dpkg", "-x", deb, root], check=True)
             for path in sorted(glob.glob(os.path.join(root, "**", "*"), recursive=True)):
-                if path.lower().endswith(EXTS) and os.path.isfile(path) and not os.path.islink(path):
+                if path.lower().endswith(exts) and os.path.isfile(path) and not os.path.islink(path):
                     with open(path, "rb") as f:
                         yield package, os.path.relpath(path, root), f.read()
 
@@ -79,14 +88,49 @@ def collect(out: str, max_side: int = 1024) -> list[dict]:
                 if image.std() < 20:          # flat colour fields teach nothing about matching
                     continue
                 seen.add(digest)
-                s = max_side / max(image.shape[:2])
-                if s < 1:
-                    image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-                fname = f"{len(manifest):04d}.jpg"
-                cv2.imwrite(os.path.join(out, fname), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-                manifest.append({"file": fname, "package": package, "source": name, "sha256": digest})
+                _store(out, manifest, image, max_side, ".jpg", package, name, digest)
+    _write_manifest(out, manifest)
+    return manifest
+
+
+def _store(out, manifest, image, max_side, ext, package, name, digest):
+    """Downscale ``image`` to ``max_side``, write it as the next numbered file, record it."""
+    s = max_side / max(image.shape[:2])
+    if s < 1:
+        image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    fname = f"{len(manifest):04d}{ext}"
+    cv2.imwrite(os.path.join(out, fname), image, [cv2.IMWRITE_JPEG_QUALITY, 92] if ext == ".jpg" else [])
+    manifest.append({"file": fname, "package": package, "source": name, "sha256": digest})
+
+
+def _write_manifest(out, manifest):
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
+
+
+def collect_objects(out: str, max_side: int = 256) -> list[dict]:
+    """RGBA object cut-outs (PNG with a real alpha channel), cropped to their alpha box."""
+    os.makedirs(out, exist_ok=True)
+    manifest, seen = [], set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for package, name, data in _debian_images(tmp, [OBJECTS_DEBIAN], (".png",)):
+            if any(s in "/" + name for s in OBJECTS_SKIP):
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            if digest in seen or image is None or image.ndim != 3 or image.shape[2] != 4:
+                continue
+            ys, xs = np.nonzero(image[..., 3] > 127)
+            if len(xs) == 0:
+                continue
+            image = image[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+            opaque = image[..., 3] > 127
+            # skip tiny stamps, flat-colour glyphs and cut-outs that are almost a full rectangle
+            if min(image.shape[:2]) < OBJECT_MIN_SIDE or image[..., :3][opaque].std() < 20 or opaque.mean() > 0.97:
+                continue
+            seen.add(digest)
+            _store(out, manifest, image, max_side, ".png", package, name, digest)
+    _write_manifest(out, manifest)
     return manifest
 
 
@@ -94,11 +138,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
     ap.add_argument("--max-side", type=int, default=1024)
+    ap.add_argument("--objects-out", default=None, help="also collect RGBA object cut-outs here")
     args = ap.parse_args()
     if shutil.which("apt-get") is None:
         print("note: apt-get not found; only PyPI images will be collected", file=sys.stderr)
     manifest = collect(args.out, args.max_side)
     print(f"{len(manifest)} images in {args.out}")
+    if args.objects_out:
+        objects = collect_objects(args.objects_out)
+        print(f"{len(objects)} object cut-outs in {args.objects_out}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ frame pairs from the TFDS builder (``--tfds-dir``). No benchmark sequence is eve
 Each pair gives ATOM's processing: a reference crop (5x the target, 288 px, centred on
 the target) and a test crop centred on a jittered box (centre jitter 4.5, scale jitter
 0.5, as ``ATOMProcessing``); 16 proposals per test box are Gaussian perturbations of it
-with IoU >= 0.1 (sigma factor drawn from 0.01..0.3); the target is ``2 * IoU - 1`` and
+with IoU >= 0.1 (standard deviation sqrt(w h) times a factor drawn from 0.01..0.3, as
+pytracking's ``perturb_box``); the target is ``2 * IoU - 1`` and
 the loss is MSE. Adam 1e-3 with step decay (x0.2 at 60 % and 85 % of the steps).
 
 The ImageNet MobileNetV2 is frozen, so its features.6 / features.13 maps of a fixed,
@@ -46,7 +47,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtrack import boxes as bx
 from jaxtrack.data import pairs as pairlib
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
-from jaxtrack.training import (log_record, pair_sources, raw_pair, restore_checkpoint,
+from jaxtrack.training import (load_objects, log_record, pair_sources, raw_pair, restore_checkpoint,
                                save_checkpoint)
 from jaxtrack.models import iounet as iou_lib
 from jaxtrack.trackers import atom
@@ -74,9 +75,9 @@ def crop_around(rng, image, box, jitter: bool):
     return crop, b.astype(np.float32)
 
 
-def draw_pair(rng, images, sequences, sampler, index):
+def draw_pair(rng, images, sequences, sampler, index, paste=False, objects=()):
     for _ in range(20):
-        raw = raw_pair(rng, images, sequences, sampler, index)
+        raw = raw_pair(rng, images, sequences, sampler, index, paste=paste, objects=objects)
         z, bz = crop_around(rng, raw[0], raw[1], jitter=False)
         x, bxx = crop_around(rng, raw[2], raw[3], jitter=True)
         # the test box must overlap its crop (ATOM drops such pairs too)
@@ -91,11 +92,15 @@ def perturb_proposals(rng, box, num=16, min_iou=0.1):
     """``num`` Gaussian perturbations of ``box`` (xywh) with IoU >= ``min_iou``, and IoUs."""
     props, ious = [], []
     c, s = box[:2] + box[2:] / 2, box[2:]
+    # as pytracking's perturb_box: one standard deviation, sqrt(w h) * sigma, for all four
+    # coordinates (so a tall target's width varies as much as its height)
+    side = np.sqrt(np.prod(s))
     for _ in range(num):
         sigma = SIGMA_FACTORS[int(rng.integers(len(SIGMA_FACTORS)))]
         for _ in range(100):
-            cs = c + rng.standard_normal(2) * sigma * s
-            ss = np.maximum(s + rng.standard_normal(2) * sigma * s, 1.0)
+            cs = c + rng.standard_normal(2) * sigma * side
+            ss = s + rng.standard_normal(2) * sigma * side
+            ss = np.where(ss <= 1, s * rng.uniform(0.15, 0.5, 2), ss)
             p = np.concatenate([cs - ss / 2, ss])
             iou = bx.iou(p, box)
             if iou >= min_iou:
@@ -106,8 +111,9 @@ def perturb_proposals(rng, box, num=16, min_iou=0.1):
     return np.stack(props).astype(np.float32), np.asarray(ious, np.float32)
 
 
-def build_pool(args, config, backbone_vars, sources, out_dir):
-    path = os.path.join(out_dir, f"pool_seed{args.seed}_n{args.pool}.npz")
+def build_pool(args, config, backbone_vars, sources, out_dir, objects=()):
+    tag = f"pool_seed{args.seed}{'_paste' if args.paste else ''}{'_obj' if objects else ''}_n"
+    path = os.path.join(out_dir, f"{tag}{args.pool}.npz")
     if os.path.exists(path):
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
@@ -120,9 +126,8 @@ def build_pool(args, config, backbone_vars, sources, out_dir):
     prefix = 0
     for d in dict.fromkeys([out_dir] + list(args.pool_from or [])):
         for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-            pre = f"pool_seed{args.seed}_n"
-            if name.startswith(pre) and name.endswith(".npz"):
-                n = int(name[len(pre):-4])
+            if name.startswith(tag) and name.endswith(".npz"):
+                n = int(name[len(tag):-4])
                 if prefix < n < args.pool and n % chunk == 0:
                     with np.load(os.path.join(d, name)) as f:
                         parts = {k: [f[k]] for k in parts}
@@ -132,7 +137,7 @@ def build_pool(args, config, backbone_vars, sources, out_dir):
     for start in range(prefix, args.pool, chunk):
         n = min(chunk, args.pool - start)
         rng = np.random.default_rng([args.seed, 1, start])
-        ps = [draw_pair(rng, *sources, index=start + i) for i in range(n)]
+        ps = [draw_pair(rng, *sources, index=start + i, paste=args.paste, objects=objects) for i in range(n)]
         z3, z4 = fn(jnp.asarray(np.stack([p[0] for p in ps]), jnp.float32))
         x3, x4 = fn(jnp.asarray(np.stack([p[2] for p in ps]), jnp.float32))
         for k, v in (("z3", z3), ("z4", z4), ("x3", x3), ("x4", x4)):
@@ -190,6 +195,12 @@ def main(argv=None):
     ap.add_argument("--proposals", type=int, default=16, help="jittered proposals per pair")
     ap.add_argument("--pool-from", nargs="*", default=None,
                     help="other run folders whose smaller pool (same seed) is reused as a prefix")
+    ap.add_argument("--paste", action="store_true",
+                    help="add copy-paste pairs from the photographs (shapes cut from one pasted on another)")
+    ap.add_argument("--objects", default=None,
+                    help="with --paste: RGBA object cut-outs to paste too (fetch_training_images.py --objects-out)")
+    ap.add_argument("--init-from", default=None,
+                    help="start from an exported IoU-Net checkpoint (adapters, weights, BN statistics)")
     ap.add_argument("--export", default=None)
     ap.add_argument("--export-dtype", default="float32", choices=["float32", "float16"],
                     help="float16 halves the exported file; the tracker reads it back as float32")
@@ -200,6 +211,8 @@ def main(argv=None):
     from jaxtrack import weights as W
     backbone = W.mobilenet_v2_variables()
     head = atom.init_head(config, jax.random.PRNGKey(args.seed))
+    if args.init_from:
+        head = W.load_variables(args.init_from, {"adapter": head["adapter"], "iounet": head["iounet"]})
     trainable = {"adapter": head["adapter"], "iounet": head["iounet"]["params"]}
     stats = head["iounet"]["batch_stats"]
     n_dec = [int(args.steps * 0.6), int(args.steps * 0.85)]
@@ -215,7 +228,10 @@ def main(argv=None):
     images, sequences, sampler = pair_sources(args.images, args.synthetic, args.seed,
                                               args.tfds_dir, args.max_gap)
     t_pool = time.time()
-    pool = build_pool(args, config, backbone, (images, sequences, sampler), args.out)
+    objects = load_objects(args.objects) if args.paste else []
+    if args.objects and args.paste and not objects:
+        raise SystemExit(f"--objects {args.objects}: no RGBA PNG cut-outs there")
+    pool = build_pool(args, config, backbone, (images, sequences, sampler), args.out, objects)
     print(f"pool ready: {len(pool['bz'])} pairs ({time.time() - t_pool:.0f}s)", flush=True)
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
@@ -258,7 +274,9 @@ def main(argv=None):
             "command": " ".join(["experiments/train_iounet.py"] + sys.argv[1:]),
             "steps_done": step, "steps_planned": args.steps, "batch": args.batch, "seed": args.seed,
             "proposals_per_pair": args.proposals, "dtype": args.export_dtype,
-            "pool_pairs": args.pool, "images": args.images, "num_images": len(images),
+            "pool_pairs": args.pool, "paste_pairs": args.paste, "init_from": args.init_from,
+            "objects": args.objects, "num_objects": len(objects),
+            "images": args.images, "num_images": len(images),
             "synthetic_sequences": args.synthetic, "tfds_dir": args.tfds_dir,
             "final_loss_last25": float(np.mean(losses[-25:])) if losses else None,
             "train_seconds_this_run": round(time.time() - t0, 1), "devices": len(jax.devices()),

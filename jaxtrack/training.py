@@ -28,6 +28,18 @@ def load_images(folder: str | None, max_images: int | None = None) -> list[np.nd
     return images
 
 
+def load_objects(folder: str | None) -> list[np.ndarray]:
+    """RGBA object cut-outs (``*.png`` with alpha, see ``fetch_training_images.py
+    --objects-out``) as uint8 ``[h, w, 4]`` arrays; files without alpha are skipped."""
+    import cv2
+    objects = []
+    for f in sorted(glob.glob(os.path.join(folder, "*.png"))) if folder else []:
+        img = cv2.imread(f, cv2.IMREAD_UNCHANGED)
+        if img is not None and img.ndim == 3 and img.shape[2] == 4:
+            objects.append(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA))
+    return objects
+
+
 def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: str | None = None,
                  max_gap: int = 50, num_frames: int = 60):
     """(photographs, synthetic sequences, TFDS pair sampler or None): the honest sources.
@@ -49,13 +61,24 @@ def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: st
     return images, sequences, sampler
 
 
-def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int):
-    """(image_z, box_z, image_x, box_x) from a source chosen at random among those present."""
+def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int, paste: bool = False,
+             objects=()):
+    """(image_z, box_z, image_x, box_x) from a source chosen at random among those present.
+
+    ``paste`` adds copy-paste pairs (:func:`pairs.paste_pair`) as further sources: shapes cut
+    from the photographs and, when ``objects`` (RGBA cut-outs) are given, those objects, both
+    pasted on the photographs. Off by default, so the pair streams of earlier runs stay the same."""
     from jaxtrack.data import pairs as pairlib
-    kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler)) if have]
+    kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler),
+                               ("paste", paste and images), ("object", paste and images and len(objects)))
+             if have]
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "image":
         return pairlib.image_pair(rng, images[int(rng.integers(len(images)))])
+    if kind in ("paste", "object"):
+        pool = objects if kind == "object" else images
+        return pairlib.paste_pair(rng, images[int(rng.integers(len(images)))],
+                                  pool[int(rng.integers(len(pool)))])
     if kind == "sequence":
         return pairlib.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
     return sampler[index]

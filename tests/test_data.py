@@ -299,3 +299,30 @@ def test_uav123_layout(tmp_path, monkeypatch):
 def test_unknown_layout(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset layout"):
         load_dataset("imagenet", tmp_path)
+
+
+def test_paste_pair_box_is_the_tight_box_of_the_pasted_shape():
+    """Copy-paste training pairs: the boxes enclose exactly the pixels where the object
+    differs from the (plain) background, and a seed repeats the pair byte for byte."""
+    from jaxtrack.data import pairs
+    h, w = 120, 160
+    background = np.full((h, w, 3), 40, np.uint8)
+    source = np.full((200, 200, 3), 220, np.uint8)
+    cutout = np.zeros((60, 90, 4), np.uint8)                  # an RGBA object: a filled ellipse
+    cutout[..., :3] = 220
+    alpha = np.zeros((60, 90), np.uint8)
+    cv2.ellipse(alpha, (45, 30), (44, 29), 0, 0, 360, 255, -1)
+    cutout[..., 3] = alpha
+    for seed, src in [(s, source) for s in range(5)] + [(s, cutout) for s in range(5)]:
+        z, bz, x, bx_ = pairs.paste_pair(np.random.default_rng(seed), background, src)
+        for img, b in ((z, bz), (x, bx_)):
+            assert img.shape == (h, w, 3) and img.dtype == np.uint8
+            ys, xs = np.nonzero(img[..., 0] > 130)          # more than half object
+            assert len(xs) > 0
+            np.testing.assert_allclose(b, [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()],
+                                       atol=1.0)
+            assert b[0] >= 0 and b[1] >= 0 and b[0] + b[2] <= w and b[1] + b[3] <= h
+    a = pairs.paste_pair(np.random.default_rng(7), background, source)
+    b = pairs.paste_pair(np.random.default_rng(7), background, source)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
