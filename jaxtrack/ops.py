@@ -189,9 +189,11 @@ def lazy_cond(pred, true_fn, false_fn, operand):
     @branch.def_vmap
     def _batched(axis_size, in_batched, p, args):
         p_batched, args_batched = in_batched
-        widen = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))  # noqa: E731
-        args = jax.tree.map(widen, args, args_batched)
-        vt, vf = jax.vmap(true_b), jax.vmap(false_b)
+        # unbatched inputs (params, closed-over constants) stay unbatched: broadcasting them
+        # would turn a conv with shared weights into one with per-slot weights
+        axes = (jax.tree.map(lambda b: 0 if b else None, args_batched),)
+        vt = jax.vmap(true_b, in_axes=axes, axis_size=axis_size)
+        vf = jax.vmap(false_b, in_axes=axes, axis_size=axis_size)
         if not p_batched:                         # one predicate for all slots: a real branch
             out = jax.lax.cond(p, vt, vf, args)
         else:
