@@ -66,14 +66,14 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
     init_s = time.perf_counter() - t
     states, out = bt.step(states, images[1], sizes, active)          # warm-up
     jax.block_until_ready(out)
-    plain = None
+    plain_times = []
     if B == 1:
         # the plain jitted track_step on the same frames, timed step for step beside the
         # batched one (same load): what vmap + masking + sharding cost at B = 1
         from jaxtrack.core import Frame
-        plain = {"step": jax.jit(tracker.track_step), "times": []}
-        plain["state"] = jax.jit(tracker.init)(tracker.params, Frame(images[0, 0], sizes[0]), boxes[0], keys[0])
-        plain["state"], out = plain["step"](tracker.params, plain["state"], Frame(images[1, 0], sizes[0]))
+        plain_step, plain_frame = jax.jit(tracker.track_step), Frame(images[1, 0], sizes[0])
+        plain_state = jax.jit(tracker.init)(tracker.params, Frame(images[0, 0], sizes[0]), boxes[0], keys[0])
+        plain_state, out = plain_step(tracker.params, plain_state, plain_frame)
         jax.block_until_ready(out)
     times = []
     for _ in range(steps):
@@ -81,17 +81,17 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
         states, out = bt.step(states, images[1], sizes, active)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t)
-        if plain is not None:
+        if B == 1:
             t = time.perf_counter()
-            plain["state"], out = plain["step"](tracker.params, plain["state"], Frame(images[1, 0], sizes[0]))
+            plain_state, out = plain_step(tracker.params, plain_state, plain_frame)
             jax.block_until_ready(out)
-            plain["times"].append(time.perf_counter() - t)
+            plain_times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
     extra = {}
-    if plain is not None:
-        p = float(np.median(plain["times"]))
+    if plain_times:
+        p = float(np.median(plain_times))
         extra = {"plain_step_s": p, "batched_over_plain": step_s / p, "step_mean_s": float(np.mean(times)),
-                 "plain_step_mean_s": float(np.mean(plain["times"]))}
+                 "plain_step_mean_s": float(np.mean(plain_times))}
     # a bucket miss: frames of a shape not compiled yet (the state does not depend on it)
     mi, ms, _, _ = _batch_inputs(B, miss_bucket)
     t = time.perf_counter()

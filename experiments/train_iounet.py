@@ -205,6 +205,8 @@ def main(argv=None):
     ap.add_argument("--export-dtype", default="float32", choices=["float32", "float16"],
                     help="float16 halves the exported file; the tracker reads it back as float32")
     args = ap.parse_args(argv)
+    if args.objects and not args.paste:
+        raise SystemExit("--objects needs --paste (the cut-outs are only used for copy-paste pairs)")
     os.makedirs(args.out, exist_ok=True)
 
     config = atom.ATOMConfig(backbone="mobilenet_v2")
@@ -229,7 +231,7 @@ def main(argv=None):
                                               args.tfds_dir, args.max_gap)
     t_pool = time.time()
     objects = load_objects(args.objects) if args.paste else []
-    if args.objects and args.paste and not objects:
+    if args.objects and not objects:
         raise SystemExit(f"--objects {args.objects}: no RGBA PNG cut-outs there")
     pool = build_pool(args, config, backbone, (images, sequences, sampler), args.out, objects)
     print(f"pool ready: {len(pool['bz'])} pairs ({time.time() - t_pool:.0f}s)", flush=True)
