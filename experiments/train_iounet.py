@@ -14,7 +14,9 @@ the loss is MSE. Adam 1e-3 with step decay (x0.2 at 60 % and 85 % of the steps).
 
 The ImageNet MobileNetV2 is frozen, so its features.6 / features.13 maps of a fixed,
 seeded pool of pairs are computed once and cached in the run folder; proposals are
-redrawn every step from ``(seed, step)``. Only the adapters and the IoU-Net train
+redrawn every step from ``(seed, step)``. A small pool overfits (held-out MSE about twice
+the training loss), so ``--fresh`` instead draws new pairs every step (from ``(seed,
+step)``, on a host thread while the device trains) and runs the backbone on them. Only the adapters and the IoU-Net train
 (BatchNorm in training mode, running statistics kept). The batch is sharded over all
 visible devices (1-D ``jax.sharding.Mesh``). Checkpoints (params, BN statistics, Adam
 state, step) are written atomically and a rerun with the same ``--out`` resumes exactly.
@@ -35,6 +37,7 @@ import io
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -153,6 +156,17 @@ def build_pool(args, config, backbone_vars, sources, out_dir, objects=()):
     return pool
 
 
+def fresh_batch(sources, seed, step, batch, paste=False, objects=(), proposals=16):
+    """One batch of pairs drawn new for this step (rng ``[seed, 3, step]``, so a resumed
+    run sees the same stream): crops and proposals; the backbone runs on the device."""
+    rng = np.random.default_rng([seed, 3, step])
+    ps = [draw_pair(rng, *sources, index=step * batch + i, paste=paste, objects=objects)
+          for i in range(batch)]
+    props, ious = zip(*[perturb_proposals(rng, p[3], num=proposals) for p in ps])
+    return (np.stack([p[0] for p in ps]), np.stack([p[1] for p in ps]), np.stack([p[2] for p in ps]),
+            np.stack(props), 2 * np.stack(ious) - 1)
+
+
 def make_batch(pool, seed, step, batch, stream=2, proposals=16):
     """One batch; the cached features stay float16 (half the host-to-device bytes) and
     are widened to float32 inside the jitted step."""
@@ -184,6 +198,8 @@ def main(argv=None):
     ap.add_argument("--tfds-dir", default=None)
     ap.add_argument("--max-gap", type=int, default=50)
     ap.add_argument("--pool", type=int, default=1536, help="cached pairs (frozen backbone features)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="draw new pairs every step (backbone on the device) instead of a cached pool")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -233,8 +249,10 @@ def main(argv=None):
     objects = load_objects(args.objects) if args.paste else []
     if args.objects and not objects:
         raise SystemExit(f"--objects {args.objects}: no RGBA PNG cut-outs there")
-    pool = build_pool(args, config, backbone, (images, sequences, sampler), args.out, objects)
-    print(f"pool ready: {len(pool['bz'])} pairs ({time.time() - t_pool:.0f}s)", flush=True)
+    sources = (images, sequences, sampler)
+    if not args.fresh:
+        pool = build_pool(args, config, backbone, sources, args.out, objects)
+        print(f"pool ready: {len(pool['bz'])} pairs ({time.time() - t_pool:.0f}s)", flush=True)
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     data_sh, repl = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
@@ -245,13 +263,33 @@ def main(argv=None):
         updates, opt_state = opt.update(grads, opt_state, trainable)
         return optax.apply_updates(trainable, updates), stats, opt_state, loss
 
+    @jax.jit
+    def features(backbone, z, bz, x, props, target):
+        # frozen backbone: the fresh crops become the cached pool's (z3, z4, bz, x3, x4, ...)
+        z3, z4 = atom.backbone_features(config, backbone, z.astype(jnp.float32))
+        x3, x4 = atom.backbone_features(config, backbone, x.astype(jnp.float32))
+        return z3, z4, bz, x3, x4, props, target
+
+    def next_batch(step):
+        if args.fresh:
+            return fresh_batch(sources, args.seed, step, args.batch, args.paste, objects, args.proposals)
+        return make_batch(pool, args.seed, step, args.batch, proposals=args.proposals)
+
     trainable, stats, opt_state = jax.device_put((trainable, stats, opt_state), repl)
+    backbone = jax.device_put(backbone, repl)
+    # the next batch is drawn on a host thread while the device trains on this one
+    prefetch = ThreadPoolExecutor(1)
+    pending = prefetch.submit(next_batch, step0)
     log_path = os.path.join(args.out, "log.jsonl")
     t0 = time.time()
     last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
     step, losses = step0, []
     while step < last:
-        batch = jax.device_put(make_batch(pool, args.seed, step, args.batch, proposals=args.proposals), data_sh)
+        batch = jax.device_put(pending.result(), data_sh)
+        if step + 1 < last:
+            pending = prefetch.submit(next_batch, step + 1)
+        if args.fresh:
+            batch = features(backbone, *batch)
         trainable, stats, opt_state, loss = train_step(trainable, stats, opt_state, batch)
         losses.append(float(loss))
         step += 1
@@ -276,7 +314,8 @@ def main(argv=None):
             "command": " ".join(["experiments/train_iounet.py"] + sys.argv[1:]),
             "steps_done": step, "steps_planned": args.steps, "batch": args.batch, "seed": args.seed,
             "proposals_per_pair": args.proposals, "dtype": args.export_dtype,
-            "pool_pairs": args.pool, "paste_pairs": args.paste, "init_from": args.init_from,
+            "pool_pairs": None if args.fresh else args.pool, "fresh_pairs": args.fresh,
+            "paste_pairs": args.paste, "init_from": args.init_from,
             "objects": args.objects, "num_objects": len(objects),
             "images": args.images, "num_images": len(images),
             "synthetic_sequences": args.synthetic, "tfds_dir": args.tfds_dir,

@@ -62,3 +62,47 @@ def test_train_siamfc_resumes_exactly(tmp_path):
     resumed = train_siamfc.main(base + ["--out", str(tmp_path / "b"), "--steps", "4"])
     np.testing.assert_allclose(np.asarray(full["head"]["adjust"]["kernel"]),
                                np.asarray(resumed["head"]["adjust"]["kernel"]), rtol=1e-5, atol=1e-7)
+
+
+def test_ablation_dat_merges_parallel_runs_and_refuses_conflicts(tmp_path):
+    import ablation_dat
+    curves = {"success": np.linspace(1, 0, 21).tolist(), "precision": np.linspace(0, 1, 51).tolist()}
+
+    def write(folder, config, seq, auc, seed=0):
+        os.makedirs(folder, exist_ok=True)
+        run = {"config": "DATConfig(...)", "overrides": {"lam": 5.0}, "seed": seed, "max_frames": None,
+               "backbone": "mobilenet_v2",
+               "sequences": {seq: {"auc": auc, "prec20": 0.5, "frames": 10, "fps": 2.0, "curves": curves}}}
+        (folder / f"{config}.json").write_text(json.dumps(run))
+
+    write(tmp_path / "a" / "lam5-bag", "lam5", "bag", 0.6)
+    write(tmp_path / "b", "lam5", "David", 0.7)
+    ablation_dat.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
+    merged = json.loads((tmp_path / "m" / "lam5.json").read_text())
+    assert set(merged["sequences"]) == {"bag", "David"}
+    assert "| lam5 | 2 |" in (tmp_path / "m" / "summary.md").read_text()
+    write(tmp_path / "c", "lam5", "bag", 0.61)               # the same sequence, another result
+    with pytest.raises(SystemExit, match="lam5 bag AUC"):
+        ablation_dat.main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "n")])
+    write(tmp_path / "d", "lam5", "Couple", 0.5, seed=1)       # other settings
+    with pytest.raises(SystemExit, match="seed"):
+        ablation_dat.main(["--merge", str(tmp_path / "a"), str(tmp_path / "d"), "--out", str(tmp_path / "o")])
+
+
+def test_train_iounet_fresh_pairs_resume_exactly(tmp_path):
+    """``--fresh`` draws new pairs every step from (seed, step), so an interrupted run
+    resumes on the same stream: 2 + 2 steps end where 4 steps do."""
+    import jax
+    import train_iounet
+    base = ["--images", "", "--synthetic", "2", "--fresh", "--batch", "2", "--proposals", "4",
+            "--steps", "4", "--ckpt-every", "2", "--seed", "7"]
+    full, _ = train_iounet.main(base + ["--out", str(tmp_path / "a")])
+    train_iounet.main(base + ["--out", str(tmp_path / "b"), "--stop-after", "2"])
+    resumed, _ = train_iounet.main(base + ["--out", str(tmp_path / "b")])
+    assert not list(tmp_path.glob("*/pool_*.npz"))                  # no cached pool
+    for x, y in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
+    with pytest.raises(AssertionError):                            # and the steps did train
+        init = train_iounet.main(base + ["--out", str(tmp_path / "c"), "--stop-after", "0"])[0]
+        for x, y in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(init)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
