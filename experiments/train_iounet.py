@@ -16,7 +16,8 @@ The ImageNet MobileNetV2 is frozen, so its features.6 / features.13 maps of a fi
 seeded pool of pairs are computed once and cached in the run folder; proposals are
 redrawn every step from ``(seed, step)``. A small pool overfits (held-out MSE about twice
 the training loss), so ``--fresh`` instead draws new pairs every step (from ``(seed,
-step)``, on a host thread while the device trains) and runs the backbone on them. Only the adapters and the IoU-Net train
+step)``, on a host thread while the device trains) and runs the backbone on them; on a
+CPU this costs no more per step than the pool. Only the adapters and the IoU-Net train
 (BatchNorm in training mode, running statistics kept). The batch is sharded over all
 visible devices (1-D ``jax.sharding.Mesh``). Checkpoints (params, BN statistics, Adam
 state, step) are written atomically and a rerun with the same ``--out`` resumes exactly.
@@ -114,6 +115,12 @@ def perturb_proposals(rng, box, num=16, min_iou=0.1):
     return np.stack(props).astype(np.float32), np.asarray(ious, np.float32)
 
 
+def proposal_targets(rng, boxes, num):
+    """``num`` proposals per box and their regression targets ``2 * IoU - 1``."""
+    props, ious = zip(*[perturb_proposals(rng, b, num=num) for b in boxes])
+    return np.stack(props), 2 * np.stack(ious) - 1
+
+
 def build_pool(args, config, backbone_vars, sources, out_dir, objects=()):
     tag = f"pool_seed{args.seed}{'_paste' if args.paste else ''}{'_obj' if objects else ''}_n"
     path = os.path.join(out_dir, f"{tag}{args.pool}.npz")
@@ -162,9 +169,8 @@ def fresh_batch(sources, seed, step, batch, paste=False, objects=(), proposals=1
     rng = np.random.default_rng([seed, 3, step])
     ps = [draw_pair(rng, *sources, index=step * batch + i, paste=paste, objects=objects)
           for i in range(batch)]
-    props, ious = zip(*[perturb_proposals(rng, p[3], num=proposals) for p in ps])
     return (np.stack([p[0] for p in ps]), np.stack([p[1] for p in ps]), np.stack([p[2] for p in ps]),
-            np.stack(props), 2 * np.stack(ious) - 1)
+            *proposal_targets(rng, [p[3] for p in ps], proposals))
 
 
 def make_batch(pool, seed, step, batch, stream=2, proposals=16):
@@ -172,9 +178,8 @@ def make_batch(pool, seed, step, batch, stream=2, proposals=16):
     are widened to float32 inside the jitted step."""
     rng = np.random.default_rng([seed, stream, step])
     idx = rng.integers(0, len(pool["bz"]), batch)
-    props, ious = zip(*[perturb_proposals(rng, pool["bx"][i], num=proposals) for i in idx])
     return (pool["z3"][idx], pool["z4"][idx], pool["bz"][idx], pool["x3"][idx], pool["x4"][idx],
-            np.stack(props), 2 * np.stack(ious) - 1)
+            *proposal_targets(rng, pool["bx"][idx], proposals))
 
 
 # ------------------------------------------------------------------ model / loss
@@ -277,12 +282,12 @@ def main(argv=None):
 
     trainable, stats, opt_state = jax.device_put((trainable, stats, opt_state), repl)
     backbone = jax.device_put(backbone, repl)
-    # the next batch is drawn on a host thread while the device trains on this one
-    prefetch = ThreadPoolExecutor(1)
-    pending = prefetch.submit(next_batch, step0)
     log_path = os.path.join(args.out, "log.jsonl")
     t0 = time.time()
     last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
+    # the next batch is drawn on a host thread while the device trains on this one
+    prefetch = ThreadPoolExecutor(1)
+    pending = prefetch.submit(next_batch, step0) if step0 < last else None
     step, losses = step0, []
     while step < last:
         batch = jax.device_put(pending.result(), data_sh)
@@ -304,6 +309,7 @@ def main(argv=None):
         if timed_out:
             print(f"time limit reached at step {step}; rerun with the same --out to resume")
             break
+    prefetch.shutdown(wait=False, cancel_futures=True)
     trainable, stats = jax.device_get((trainable, stats))
     if args.export:
         head = {"adapter": trainable["adapter"], "iounet": {"params": trainable["iounet"], "batch_stats": stats}}
