@@ -13,6 +13,9 @@ install from the ordinary registries:
   plants, household things; the letter/number/symbol stamps are left out). Pasted on the
   photographs they make pairs with real object outlines (``jaxtrack.data.pairs.paste_pair``),
   the way COCO's segmented objects are used for copy-paste training.
+  ``--objects-packages openclipart-png`` takes clip art instead or as well (animals,
+  people, food, plants, tools, vehicles, buildings, ...; about 2,100 cut-outs; the
+  shapes, signs, logos, maps, patterns and computer icons are left out).
 
 Images are decoded, downscaled so the longer side is at most ``--max-side`` and
 written as JPEG into ``--out`` with a manifest (source package, file, sha256), so a
@@ -39,8 +42,12 @@ import numpy as np
 
 PYPI = [("scikit-image", "skimage/data/")]
 DEBIAN = ["gnome-backgrounds", "plasma-workspace-wallpapers"]
-OBJECTS_DEBIAN = "tuxpaint-stamps-default"
-OBJECTS_SKIP = ("/symbols/",)          # letters, digits, signs: not objects
+# Debian packages of RGBA cut-outs, each with the folders that hold no objects
+OBJECT_PACKAGES = {
+    "tuxpaint-stamps-default": ("/symbols/",),          # letters, digits, signs
+    "openclipart-png": ("/shapes/", "/signs_and_symbols/", "/special/", "/buttons/", "/logos/",
+                        "/decorations/", "/geography/", "/computer/"),
+}
 OBJECT_MIN_SIDE = 48
 EXTS = (".jpg", ".jpeg", ".png", ".webp")
 MIN_SIDE = 256   # skip icons, thumbnails and tiny test patterns
@@ -108,13 +115,14 @@ def _write_manifest(out, manifest):
         json.dump(manifest, f, indent=1)
 
 
-def collect_objects(out: str, max_side: int = 256) -> list[dict]:
+def collect_objects(out: str, max_side: int = 256,
+                    packages=("tuxpaint-stamps-default",)) -> list[dict]:
     """RGBA object cut-outs (PNG with a real alpha channel), cropped to their alpha box."""
     os.makedirs(out, exist_ok=True)
     manifest, seen = [], set()
     with tempfile.TemporaryDirectory() as tmp:
-        for package, name, data in _debian_images(tmp, [OBJECTS_DEBIAN], (".png",)):
-            if any(s in "/" + name for s in OBJECTS_SKIP):
+        for package, name, data in _debian_images(tmp, list(packages), (".png",)):
+            if any(s in "/" + name for s in OBJECT_PACKAGES[package]):
                 continue
             digest = hashlib.sha256(data).hexdigest()
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -139,13 +147,18 @@ def main():
     ap.add_argument("--out", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
     ap.add_argument("--max-side", type=int, default=1024)
     ap.add_argument("--objects-out", default=None, help="also collect RGBA object cut-outs here")
+    ap.add_argument("--objects-packages", nargs="+", default=["tuxpaint-stamps-default"],
+                    choices=list(OBJECT_PACKAGES), help="Debian packages the cut-outs come from")
+    ap.add_argument("--skip-images", action="store_true",
+                    help="collect only the cut-outs (the photographs are already in --out)")
     args = ap.parse_args()
     if shutil.which("apt-get") is None:
         print("note: apt-get not found; only PyPI images will be collected", file=sys.stderr)
-    manifest = collect(args.out, args.max_side)
-    print(f"{len(manifest)} images in {args.out}")
+    if not args.skip_images:
+        manifest = collect(args.out, args.max_side)
+        print(f"{len(manifest)} images in {args.out}")
     if args.objects_out:
-        objects = collect_objects(args.objects_out)
+        objects = collect_objects(args.objects_out, packages=args.objects_packages)
         print(f"{len(objects)} object cut-outs in {args.objects_out}")
 
 

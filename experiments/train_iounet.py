@@ -218,8 +218,9 @@ def main(argv=None):
                     help="other run folders whose smaller pool (same seed) is reused as a prefix")
     ap.add_argument("--paste", action="store_true",
                     help="add copy-paste pairs from the photographs (shapes cut from one pasted on another)")
-    ap.add_argument("--objects", default=None,
-                    help="with --paste: RGBA object cut-outs to paste too (fetch_training_images.py --objects-out)")
+    ap.add_argument("--objects", nargs="+", default=None, metavar="DIR",
+                    help="with --paste: folders of RGBA object cut-outs to paste too "
+                         "(fetch_training_images.py --objects-out)")
     ap.add_argument("--init-from", default=None,
                     help="start from an exported IoU-Net checkpoint (adapters, weights, BN statistics)")
     ap.add_argument("--export", default=None)
@@ -251,9 +252,12 @@ def main(argv=None):
     images, sequences, sampler = pair_sources(args.images, args.synthetic, args.seed,
                                               args.tfds_dir, args.max_gap)
     t_pool = time.time()
-    objects = load_objects(args.objects) if args.paste else []
-    if args.objects and not objects:
-        raise SystemExit(f"--objects {args.objects}: no RGBA PNG cut-outs there")
+    objects = []
+    for folder in args.objects or []:          # --objects without --paste was refused above
+        found = load_objects(folder)
+        if not found:
+            raise SystemExit(f"--objects {folder}: no RGBA PNG cut-outs there")
+        objects += found
     sources = (images, sequences, sampler)
     if not args.fresh:
         pool = build_pool(args, config, backbone, sources, args.out, objects)

@@ -89,6 +89,27 @@ def test_ablation_dat_merges_parallel_runs_and_refuses_conflicts(tmp_path):
         ablation_dat.main(["--merge", str(tmp_path / "a"), str(tmp_path / "d"), "--out", str(tmp_path / "o")])
 
 
+def test_train_iounet_objects_from_several_folders(tmp_path):
+    """``--objects`` takes several cut-out folders (e.g. stamps and clip art) and names
+    a folder that holds none."""
+    import cv2
+    import train_iounet
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[8:56, 8:56] = (40, 200, 90, 255)
+    rgba[20:40, 20:40, :3] = 230
+    for name in ("stamps", "clipart"):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "0000.png"), rgba)
+    (tmp_path / "empty").mkdir()
+    base = ["--images", "", "--synthetic", "2", "--fresh", "--paste", "--steps", "1", "--stop-after", "0"]
+    train_iounet.main(base + ["--out", str(tmp_path / "a"), "--export", str(tmp_path / "x.msgpack"),
+                              "--objects", str(tmp_path / "stamps"), str(tmp_path / "clipart")])
+    assert json.loads((tmp_path / "x.msgpack.json").read_text())["num_objects"] == 2
+    with pytest.raises(SystemExit, match="empty"):
+        train_iounet.main(base + ["--out", str(tmp_path / "b"),
+                                  "--objects", str(tmp_path / "stamps"), str(tmp_path / "empty")])
+
+
 def test_train_iounet_fresh_pairs_resume_exactly(tmp_path):
     """``--fresh`` draws new pairs every step from (seed, step), so an interrupted run
     resumes on the same stream: 2 + 2 steps end where 4 steps do."""
