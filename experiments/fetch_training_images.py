@@ -14,7 +14,7 @@ install from the ordinary registries:
   photographs they make pairs with real object outlines (``jaxtrack.data.pairs.paste_pair``),
   the way COCO's segmented objects are used for copy-paste training.
   ``--objects-packages openclipart-png`` takes clip art instead or as well (animals,
-  people, food, plants, tools, vehicles, buildings, ...; about 2,100 cut-outs; the
+  people, food, plants, tools, vehicles, buildings, ...; 1,711 cut-outs; the
   shapes, signs, logos, maps, patterns and computer icons are left out).
 
 Images are decoded, downscaled so the longer side is at most ``--max-side`` and
