@@ -211,31 +211,9 @@ def deep(config: GradNetConfig, params, h, initial: bool = False):
     return _centre(h, y.shape[1]) + y
 
 
-def xcorr(z, x):
-    """Cross-correlation as :func:`jaxtrack.ops.xcorr` (shifted channel dot products, no
-    per-sample convolution), written as a ``lax.scan`` over template rows, each row one
-    einsum over the stacked column shifts: the same arithmetic in an XLA program a
-    template-height times smaller, which keeps the compile time of the second-order
-    training step (grad of grad through it) in check."""
-    b = max(z.shape[0], x.shape[0])
-    z = jnp.broadcast_to(z, (b,) + z.shape[1:])
-    x = jnp.broadcast_to(x, (b,) + x.shape[1:])
-    hz, wz = z.shape[1:3]
-    ho, wo = x.shape[1] - hz + 1, x.shape[2] - wz + 1
-
-    def row(acc, i):
-        xr = lax.dynamic_slice_in_dim(x, i, ho, axis=1)                       # [B, ho, wx, C]
-        zr = lax.dynamic_index_in_dim(z, i, axis=1, keepdims=False)          # [B, wz, C]
-        shifts = jnp.stack([xr[:, :, j:j + wo] for j in range(wz)], axis=3)  # [B, ho, wo, wz, C]
-        return acc + jnp.einsum("brsjc,bjc->brs", shifts, zr), None
-
-    out, _ = lax.scan(row, jnp.zeros((b, ho, wo), jnp.result_type(z, x)), jnp.arange(hz))
-    return out
-
-
 def score(config: GradNetConfig, params, z, x):
     """Response logits: z [B, hz, wz, C] against x [B, hx, wx, C] (B may broadcast)."""
-    r = xcorr(z, x)
+    r = ops.xcorr(z, x)
     if config.backbone == "alexnet":
         return r * config.out_scale
     return r + params["bias"]
