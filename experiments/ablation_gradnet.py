@@ -79,6 +79,54 @@ def train(args, v):
     return path
 
 
+def heldout(args, done: dict) -> dict:
+    """train_gradnet.heldout_metrics for the weights behind each row (once per weights)."""
+    import jax
+    import train_gradnet
+    from jaxtrack.trackers import gradnet
+    targs = train_gradnet.parse(["--out", args.out, "--pool-dir", args.pool_dir or args.out]
+                                + (["--siamfc-weights", args.siamfc_weights] if args.siamfc_weights else []))
+    for row in args.rows:
+        variant = ROWS[row][0] or "start"
+        if variant in done:
+            continue
+        config = train_gradnet.variant_config("mobilenet_v2", "siamfc" if variant == "start" else
+                                              "full" if variant == "no_m" else variant)
+        params = train_gradnet.start_params(targs, config)
+        if variant not in ("siamfc", "start"):
+            params = gradnet.load_params(config, os.path.join(args.out, f"{variant}.msgpack"))
+        elif variant == "siamfc":
+            from jaxtrack import weights as W
+            head = W.load_variables(os.path.join(args.out, "siamfc.msgpack"),
+                                    {"adjust": params["search"]["adjust"], "bias": params["bias"]})
+            params = {**params, "search": {"adjust": head["adjust"]}, "bias": head["bias"]}
+        pool = train_gradnet.heldout_pool(targs, config, params, args.heldout)
+        t0 = time.time()
+        done[variant] = jax.tree_util.tree_map(float, train_gradnet.heldout_metrics(
+            config, params, pool, k=args.k, seed=args.seed))
+        print(f"held-out probe {variant} ({time.time() - t0:.0f} s)", flush=True)
+    return done
+
+
+def heldout_markdown(record: dict) -> str:
+    """Held-out probe table: per trained weights and template, loss / hit rate per regime."""
+    probe = record.get("heldout") or {}
+    if not probe:
+        return ""
+    regimes = ("own", "generalization", "next")
+    lines = ["| weights | template | " + " | ".join(f"{r}: loss / err px / hit" for r in regimes) + " |",
+             "|---" * (len(regimes) + 2) + "|"]
+    for variant, res in probe.items():
+        names = ["siamfc"] if variant in ("siamfc", "start") else ["siamfc", "initial", "updated"]
+        for name in names:
+            cells = [f"{res[r][name]['loss']:.3f} / {res[r][name]['err_px']:.1f} / {res[r][name]['hit']:.3f}"
+                     for r in regimes]
+            lines.append(f"| {variant} | {name} | " + " | ".join(cells) + " |")
+    n = int(next(iter(probe.values()))["own"]["siamfc"]["maps"])
+    return (f"\nHeld-out probe ({n} pairs never trained on; regimes: train_gradnet.heldout_metrics; "
+            "err: peak error in search-crop pixels; hit: peak within r_pos):\n\n" + "\n".join(lines) + "\n")
+
+
 def markdown(record: dict) -> str:
     seqs = record["sequences"]
     lines = ["| tracker | " + " | ".join(seqs) + " | mean AUC | mean prec@20 | FPS |",
@@ -90,7 +138,7 @@ def markdown(record: dict) -> str:
         m = record["means"][row]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | **{m['auc']:.3f}** | {m['prec20']:.3f} | {m['fps']:.1f} |")
     return ("Per sequence: AUC / precision@20px. FPS: frames after the first over their "
-            "summed times (CPU).\n\n" + "\n".join(lines) + "\n")
+            "summed times (CPU).\n\n" + "\n".join(lines) + "\n" + heldout_markdown(record))
 
 
 def main(argv=None):
@@ -110,6 +158,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/gradnet_ablation")
     ap.add_argument("--export-full", default=None, help="also copy the full model here (+ .json)")
+    ap.add_argument("--heldout", type=int, default=512,
+                    help="pairs never trained on for the held-out probe of every trained row (0: skip)")
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
     ap.add_argument("--cache-dir", default=common.default_cache_dir())
     args = ap.parse_args(argv)
@@ -139,6 +189,7 @@ def main(argv=None):
         old = json.load(open(path))
         if old.get("steps") == args.steps and old.get("seed") == args.seed:
             record["results"] = old.get("results", {})
+            record["heldout"] = old.get("heldout", {})
 
     for row in args.rows:
         variant, name, overrides = ROWS[row]
@@ -161,6 +212,9 @@ def main(argv=None):
             print(f"{row:15s} {seq.name:10s} AUC {m['auc']:.3f} prec {m['prec20']:.3f} "
                   f"fps {m['fps']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
             atomic_write_json(path, record)
+    if args.heldout:
+        record["heldout"] = heldout(args, record.get("heldout", {}))
+        atomic_write_json(path, record)
     return common.finish_ablation(record, seqs, ("auc", "prec20", "fps"), path,
                                   os.path.join(args.out, "ablation_gradnet.md"), markdown)
 

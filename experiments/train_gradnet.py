@@ -224,6 +224,133 @@ def variant_config(backbone, variant):
                                  unshared_deep=variant == "two_u")
 
 
+# ------------------------------------------------------------------ held-out probe
+
+def draw_triplet(rng, images, sequences, config):
+    """An exemplar and two search regions of the same target (two views of a photograph,
+    or two frames near the exemplar's frame): (z, x1, offset1, x2, offset2, source id)."""
+    n = len(images) + len(sequences)
+    src = int(rng.integers(n))
+    if src < len(images):
+        image_z, box_z, image_1, box_1 = pairlib.image_pair(rng, images[src])
+        image_2, box_2 = pairlib.image_pair(rng, images[src], box=box_z)[2:]
+    else:
+        seq = sequences[src - len(images)]
+        valid = np.flatnonzero(np.all(np.isfinite(seq.gt), 1) & (seq.gt[:, 2] > 1) & (seq.gt[:, 3] > 1))
+        i = int(rng.choice(valid))
+        j, k = rng.choice(valid[np.abs(valid - i) <= 50], 2)
+        image_z, box_z, image_1, box_1, image_2, box_2 = (
+            seq.frame(i), seq.gt[i], seq.frame(j), seq.gt[j], seq.frame(k), seq.gt[k])
+    kw = dict(exemplar_size=config.exemplar_size, instance_size=config.instance_size,
+              context=config.context, max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
+    p1 = pairlib.crop_pair(rng, image_z, box_z, image_1, box_1, **kw)
+    p2 = pairlib.crop_pair(rng, image_z, box_z, image_2, box_2, **kw)
+    return p1.z, p1.x, p1.offset, p2.x, p2.offset, src
+
+
+def heldout_pool(args, config, params, n: int, seed: int = 99):
+    """``n`` triplets never trained on (:func:`draw_triplet`): the photographs re-drawn
+    with seed ``seed`` and synthetic sequences of seed ``seed`` (disjoint from training's).
+    Backbone features as the training pool's. Cached in the pool dir."""
+    keys = ("z", "x", "offsets", "x2", "offsets2", "sources")
+    path = os.path.join(args.pool_dir or args.out, f"heldout_{config.backbone}_seed{seed}_n{n}.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return {k: f[k] for k in keys}
+    images, sequences, _ = pair_sources(args.images, args.synthetic, seed)
+    feat = jax.jit(lambda im: gradnet.backbone_features(config, params, im))
+    parts = {k: [] for k in keys}
+    for start in range(0, n, 64):
+        ts = [draw_triplet(np.random.default_rng([seed, 4, i]), images, sequences, config)
+              for i in range(start, min(start + 64, n))]
+        for key, col in zip(keys, zip(*ts)):
+            col = np.stack(col)
+            if key in ("z", "x", "x2") and config.backbone == "mobilenet_v2":
+                col = np.asarray(feat(jnp.asarray(col, jnp.float32)), np.float16)
+            parts[key].append(col)
+    pool = {k: np.concatenate(v) for k, v in parts.items()}
+    pool["sources"] = pool["sources"].astype(np.int32)
+    buf = io.BytesIO()
+    np.savez(buf, **pool)
+    atomic_write_bytes(path, buf.getvalue())
+    return pool
+
+
+def heldout_metrics(config, params, pool, k: int = 4, seed: int = 0, chunk: int = 32):
+    """How well each template finds the target on held-out pairs. A regime names the
+    search regions the update's gradient is taken on and those the template is scored on:
+
+    * ``own``: its own pair's search region for both (K = 1);
+    * ``generalization``: K search regions of K different sources for both (training's
+      template generalization: only the gradient can tell the template what to find);
+    * ``next``: the gradient on its own search region, the score on a second search
+      region of the same target (another frame or view, ``x2``): what tracking needs, an
+      update that helps on the frames after the one it was computed on.
+
+    Templates: ``siamfc`` (the search branch on the exemplar, as the SiamFC tracker and
+    GradNet's fixed template), ``initial`` (deep(shallow(z)), before the update) and
+    ``updated`` (after the gradient update, BN running statistics, as when tracking).
+    Per template: the training loss (official loss x cells), the mean peak error in
+    search-crop pixels and ``hit``, the fraction of maps peaking within ``r_pos``.
+    """
+    n = len(pool["sources"])
+    rng = np.random.default_rng([seed, 3])
+    t_general, general = sample_groups(rng, pool["sources"], n, k, True)
+    own = np.arange(n)[:, None]
+    # (templates, gradient regions, scored regions); "x2" rows are offset by n below
+    regimes = {"own": (own[:, 0], own, own), "generalization": (t_general, general, general),
+               "next": (own[:, 0], own, own + n)}
+    xs_all = np.concatenate([pool["x"], pool["x2"]])
+    offsets_all = np.concatenate([pool["offsets"], pool["offsets2"]])
+    z_shape = pool["z"].shape[1:]
+    zf = jax.eval_shape(lambda z: gradnet.siamfc_template(config, params, z),
+                        jax.ShapeDtypeStruct((1,) + z_shape, jnp.float32))
+    xf = jax.eval_shape(lambda x: gradnet.search_branch(config, params, x),
+                        jax.ShapeDtypeStruct((1,) + pool["x"].shape[1:], jnp.float32))
+    response = xf.shape[1] - zf.shape[1] + 1
+
+    def search(x):
+        g, kk = x.shape[:2]
+        xs = gradnet.search_branch(config, params, x.reshape((g * kk,) + x.shape[2:]))
+        return xs.reshape((g, kk) + xs.shape[1:])
+
+    @jax.jit
+    def maps(z, x_grad, labels, weights, x_eval):
+        h = gradnet.shallow(config, params, z)
+        z_up, _, _ = gradnet.gradient_update(config, params, h, search(x_grad), labels, weights)
+        temps = {"siamfc": gradnet.siamfc_template(config, params, z),
+                 "initial": gradnet.deep(config, params, h, initial=True), "updated": z_up}
+        xs = search(x_eval)
+        return {name: gradnet.score_groups(config, params, t, xs) for name, t in temps.items()}
+
+    out = {}
+    for regime, (t_idx, g_idx, e_idx) in regimes.items():
+        sums = {}
+        for start in range(0, len(t_idx), chunk):
+            sl = slice(start, start + chunk)
+            z = pool["z"][t_idx[sl]].astype(np.float32)
+            lab_g, w_g = gradnet.make_labels(offsets_all[g_idx[sl]], response,
+                                             config.total_stride, config.r_pos)
+            offsets = offsets_all[e_idx[sl]]
+            labels, weights = gradnet.make_labels(offsets, response, config.total_stride, config.r_pos)
+            res = maps(z, xs_all[g_idx[sl]].astype(np.float32), lab_g, w_g,
+                       xs_all[e_idx[sl]].astype(np.float32))
+            for name, s in res.items():
+                s = np.asarray(s)
+                loss = np.sum(weights * np.logaddexp(0.0, -labels * s), axis=(-2, -1))
+                peak = np.stack(np.unravel_index(np.argmax(s.reshape(s.shape[:2] + (-1,)), -1),
+                                                 s.shape[-2:]), -1)[..., ::-1]
+                err = np.linalg.norm((peak - (response - 1) / 2) * config.total_stride - offsets, axis=-1)
+                acc = sums.setdefault(name, {"loss": 0.0, "err_px": 0.0, "hit": 0.0, "maps": 0})
+                acc["loss"] += float(loss.sum())
+                acc["err_px"] += float(err.sum())
+                acc["hit"] += float((err <= config.r_pos).sum())
+                acc["maps"] += int(err.size)
+        out[regime] = {name: {m: a[m] / a["maps"] for m in ("loss", "err_px", "hit")} | {"maps": a["maps"]}
+                       for name, a in sums.items()}
+    return out
+
+
 # ------------------------------------------------------------------ main
 
 def parse(argv=None):

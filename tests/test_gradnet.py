@@ -163,3 +163,34 @@ def test_track_synthetic(mobilenet_pt):
     assert np.all(np.isfinite(r.boxes))
     m = sequence_metrics(r.boxes, seq.gt, seq.index_base)
     assert m["prec20"] > 0.5, m
+
+
+def test_heldout_probe_regimes():
+    """The held-out probe scores the right search regions: with the second region equal
+    to the first, "next" is "own" exactly; the update changes only the updated
+    template's maps; and image_pair(box=...) keeps the given target."""
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import train_gradnet
+    from jaxtrack.data import pairs as pairlib
+    config, params, _, _, _, _ = _tiny(seed=3)
+    rng = np.random.default_rng(0)
+    n = 12
+    pool = {"z": rng.normal(size=(n, 10, 10, 8)).astype(np.float16),
+            "x": rng.normal(size=(n, 12, 12, 8)).astype(np.float16),
+            "offsets": rng.uniform(-16, 16, (n, 2)).astype(np.float32),
+            "sources": np.repeat(np.arange(6), 2).astype(np.int32)}
+    pool["x2"], pool["offsets2"] = pool["x"], pool["offsets"]
+    res = train_gradnet.heldout_metrics(config, params, pool, k=3, chunk=5)
+    assert set(res) == {"own", "generalization", "next"}
+    for name in ("siamfc", "initial", "updated"):
+        assert res["next"][name] == res["own"][name]
+        assert res["own"][name]["maps"] == n and res["generalization"][name]["maps"] == 3 * n
+        assert 0.0 <= res["own"][name]["hit"] <= 1.0 and np.isfinite(res["own"][name]["loss"])
+    pool["x2"] = rng.normal(size=pool["x"].shape).astype(np.float16)
+    moved = train_gradnet.heldout_metrics(config, params, pool, k=3, chunk=5)
+    assert moved["next"]["updated"]["loss"] != res["next"]["updated"]["loss"]
+    assert moved["own"] == res["own"]
+    box = np.array([40.0, 30.0, 50.0, 40.0], np.float32)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    _, box_z, _, box_x = pairlib.image_pair(np.random.default_rng(1), image, box=box)
+    assert np.array_equal(box_z, box) and np.all(np.isfinite(box_x))

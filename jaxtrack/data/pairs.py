@@ -105,16 +105,18 @@ def random_box(rng: np.random.Generator, hw, min_frac=0.08, max_frac=0.45, max_a
     return np.array([x, y, bw, bh], np.float64)
 
 
-def image_pair(rng: np.random.Generator, image, max_scale=0.25, max_angle=15.0):
+def image_pair(rng: np.random.Generator, image, max_scale=0.25, max_angle=15.0, box=None):
     """(image_z, box_z, image_x, box_x) from one photograph: the search view is the image
-    under a random similarity transform, the target box moves with it."""
+    under a random similarity transform, the target box moves with it. ``box`` (xywh)
+    fixes the target (another view of the same target); default a random textured box."""
     h, w = image.shape[:2]
-    box = random_box(rng, (h, w))
-    for _ in range(5):                       # prefer textured targets over flat sky
-        x0, y0, bw, bh = box.astype(int)
-        if image[y0:y0 + max(bh, 1), x0:x0 + max(bw, 1)].std() > 12:
-            break
+    if box is None:
         box = random_box(rng, (h, w))
+        for _ in range(5):                   # prefer textured targets over flat sky
+            x0, y0, bw, bh = box.astype(int)
+            if image[y0:y0 + max(bh, 1), x0:x0 + max(bw, 1)].std() > 12:
+                break
+            box = random_box(rng, (h, w))
     s = np.exp(rng.uniform(-max_scale, max_scale))
     angle = rng.uniform(-max_angle, max_angle)
     c = box[:2] + box[2:] / 2
