@@ -16,7 +16,16 @@ Rows (paper Table 3 names):
 * ``SiamFC start``: the SiamFC head every variant starts from (``siamfc`` tracker);
 * ``SiamFC, GradNet tracking``: that same SiamFC (GradNet's frozen search branch) tracked
   with GradNet's tracking values and no gradient template (fusion weight 0): isolates
-  what the gradient template adds from the tracking hyper-parameters.
+  what the gradient template adds from the tracking hyper-parameters;
+* ``GradNet, next-view loss`` and ``SiamFC +budget, triplets`` (an extension, not in the
+  paper): trained on a triplet pool (an exemplar and two views/frames of its target);
+  GradNet's update takes its gradient on the first view and its loss on the second,
+  which asks the update for what tracking uses it for (helping on later frames); the
+  SiamFC head is trained on the same triplets' second views.
+
+With ``--heldout N`` every trained row is also probed on N held-out triplets
+(``train_gradnet.heldout_metrics``): how well the SiamFC, initial and updated templates
+find the target on the region the gradient came from and on a second view.
 
 Training data: the package photographs + synthetic sequences (experiments/train_gradnet.py),
 never the evaluation sequences. Training runs and results resume after an interruption.
@@ -47,7 +56,10 @@ ROWS = {                                   # in the order they run
     # the full model's tracker with the gradient template's map weighted 0 and no update:
     # the frozen SiamFC search branch (= "SiamFC start") under GradNet's tracking values
     "SiamFC, GradNet tracking": ("full", "gradnet", {"grad_influence": 0.0, "online_update": False}),
+    "GradNet, next-view loss": ("next", "gradnet", {}),
+    "SiamFC +budget, triplets": ("siamfc_next", "siamfc", {}),
 }
+EXTENSION_ROWS = ("GradNet, next-view loss", "SiamFC +budget, triplets")   # only when asked for
 # trained variant -> train_gradnet.py arguments
 TRAIN = {
     "full": ["--variant", "full"],
@@ -55,6 +67,8 @@ TRAIN = {
     "no_mg": ["--variant", "no_mg", "--no-generalization"],
     "two_u": ["--variant", "two_u"],
     "siamfc": ["--variant", "siamfc"],
+    "next": ["--variant", "full", "--target-view", "next"],
+    "siamfc_next": ["--variant", "siamfc", "--target-view", "next"],
 }
 
 
@@ -69,7 +83,7 @@ def train(args, v):
                        "--pool", str(args.pool), "--pool-dir", args.pool_dir or args.out,
                        "--groups", str(args.groups), "--k", str(args.k),
                        "--seed", str(args.seed), "--export", path]
-    if args.siamfc_pool:
+    if args.siamfc_pool and "next" not in v:       # triplet pools are drawn, not reused
         argv += ["--siamfc-pool", args.siamfc_pool]
     if args.siamfc_weights:
         argv += ["--siamfc-weights", args.siamfc_weights]
@@ -90,14 +104,14 @@ def heldout(args, done: dict) -> dict:
         variant = ROWS[row][0] or "start"
         if variant in done:
             continue
-        config = train_gradnet.variant_config("mobilenet_v2", "siamfc" if variant == "start" else
-                                              "full" if variant == "no_m" else variant)
+        kind = "siamfc" if variant == "start" else TRAIN[variant][1]      # --variant value
+        config = train_gradnet.variant_config("mobilenet_v2", kind)
         params = train_gradnet.start_params(targs, config)
-        if variant not in ("siamfc", "start"):
+        if kind != "siamfc":
             params = gradnet.load_params(config, os.path.join(args.out, f"{variant}.msgpack"))
-        elif variant == "siamfc":
+        elif variant != "start":
             from jaxtrack import weights as W
-            head = W.load_variables(os.path.join(args.out, "siamfc.msgpack"),
+            head = W.load_variables(os.path.join(args.out, f"{variant}.msgpack"),
                                     {"adjust": params["search"]["adjust"], "bias": params["bias"]})
             params = {**params, "search": {"adjust": head["adjust"]}, "bias": head["bias"]}
         pool = train_gradnet.heldout_pool(targs, config, params, args.heldout)
@@ -117,7 +131,8 @@ def heldout_markdown(record: dict) -> str:
     lines = ["| weights | template | " + " | ".join(f"{r}: loss / err px / hit" for r in regimes) + " |",
              "|---" * (len(regimes) + 2) + "|"]
     for variant, res in probe.items():
-        names = ["siamfc"] if variant in ("siamfc", "start") else ["siamfc", "initial", "updated"]
+        names = ["siamfc"] if variant.startswith("siamfc") or variant == "start" else \
+            ["siamfc", "initial", "updated"]
         for name in names:
             cells = [f"{res[r][name]['loss']:.3f} / {res[r][name]['err_px']:.1f} / {res[r][name]['hit']:.3f}"
                      for r in regimes]
@@ -146,7 +161,8 @@ def main(argv=None):
     ap.add_argument("--root", required=True)
     ap.add_argument("--dataset", default="otb")
     ap.add_argument("--sequences", nargs="*", default=None)
-    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--rows", nargs="+", default=[r for r in ROWS if r not in EXTENSION_ROWS],
+                    choices=list(ROWS))
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--pool", type=int, default=4096)
     ap.add_argument("--pool-dir", default=None)

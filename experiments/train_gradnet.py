@@ -20,6 +20,12 @@ trained SiamFC (``--siamfc-weights``, default the committed checkpoint).
   (the baseline: SiamFC's head (adjust + bias) fine-tuned on the same pairs and steps,
   exported for the ``siamfc`` tracker).
 
+* ``--target-view next`` (an extension, not the official code, which takes the gradient
+  and the loss on the same search region): the pool holds triplets, an exemplar and two
+  views of its target (two similarity transforms of a photograph, or two frames near
+  the exemplar's); the update's gradient comes from the first view and the loss from
+  the second, as tracking applies an update computed on one frame to the next ones.
+
 Data (honest by construction): pairs from the package photographs and synthetic
 sequences, never a benchmark sequence. ``--backbone mobilenet_v2`` caches the frozen
 MobileNetV2 features of a fixed, seeded pool of augmented pairs (with their source ids)
@@ -193,11 +199,22 @@ def merge(variant, trainable, frozen):
 
 
 def make_loss(config, variant, first_order=False):
-    def loss_fn(trainable, frozen, z, x, labels, weights):
-        params = merge(variant, trainable, frozen)
+    """Training loss. The update's gradient is taken on search regions ``x`` (labels,
+    weights); the loss is taken on ``x_eval`` (default ``x``, as the official code;
+    ``--target-view next``: a second view of the same targets)."""
+    def search(params, x):
         g, k = x.shape[:2]
         xf = gradnet.search_branch(config, params, x.reshape((g * k,) + x.shape[2:]))
-        xf = xf.reshape((g, k) + xf.shape[1:])
+        return xf.reshape((g, k) + xf.shape[1:])
+
+    def loss_fn(trainable, frozen, z, x, labels, weights, x_eval=None, labels_eval=None,
+                weights_eval=None):
+        params = merge(variant, trainable, frozen)
+        xf = search(params, x)
+        if x_eval is None:
+            xe, labels_eval, weights_eval = xf, labels, weights
+        else:
+            xe = search(params, x_eval)
         if variant == "siamfc":              # the baseline: SiamFC's template, no update
             zf = gradnet.siamfc_template(config, params, z)
             stats = frozen["update_stats"]
@@ -205,9 +222,9 @@ def make_loss(config, variant, first_order=False):
             h = gradnet.shallow(config, params, z)
             zf, _, stats = gradnet.gradient_update(config, params, h, xf, labels, weights,
                                                    train=True, first_order=first_order)
-        s = gradnet.score_groups(config, params, zf, xf)
+        s = gradnet.score_groups(config, params, zf, xe)
         cells = s.shape[-1] * s.shape[-2]
-        return gradnet.weighted_logistic_loss(s, labels, weights) * cells, stats
+        return gradnet.weighted_logistic_loss(s, labels_eval, weights_eval) * cells, stats
     return loss_fn
 
 
@@ -248,32 +265,46 @@ def draw_triplet(rng, images, sequences, config):
     return p1.z, p1.x, p1.offset, p2.x, p2.offset, src
 
 
-def heldout_pool(args, config, params, n: int, seed: int = 99):
-    """``n`` triplets never trained on (:func:`draw_triplet`): the photographs re-drawn
-    with seed ``seed`` and synthetic sequences of seed ``seed`` (disjoint from training's).
-    Backbone features as the training pool's. Cached in the pool dir."""
+def draw_triplet_pool(config, params, sources, n: int, seed: int):
+    """``n`` triplets (:func:`draw_triplet`, seeds ``[seed, 4, i]``) with backbone features
+    as the training pool's: z, x, offsets, x2, offsets2, sources."""
     keys = ("z", "x", "offsets", "x2", "offsets2", "sources")
-    path = os.path.join(args.pool_dir or args.out, f"heldout_{config.backbone}_seed{seed}_n{n}.npz")
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return {k: f[k] for k in keys}
-    images, sequences, _ = pair_sources(args.images, args.synthetic, seed)
     feat = jax.jit(lambda im: gradnet.backbone_features(config, params, im))
     parts = {k: [] for k in keys}
+    t0 = time.time()
     for start in range(0, n, 64):
-        ts = [draw_triplet(np.random.default_rng([seed, 4, i]), images, sequences, config)
+        ts = [draw_triplet(np.random.default_rng([seed, 4, i]), *sources, config)
               for i in range(start, min(start + 64, n))]
         for key, col in zip(keys, zip(*ts)):
             col = np.stack(col)
             if key in ("z", "x", "x2") and config.backbone == "mobilenet_v2":
                 col = np.asarray(feat(jnp.asarray(col, jnp.float32)), np.float16)
             parts[key].append(col)
+        print(f"  triplets {min(start + 64, n)}/{n} ({time.time() - t0:.0f}s)", flush=True)
     pool = {k: np.concatenate(v) for k, v in parts.items()}
     pool["sources"] = pool["sources"].astype(np.int32)
+    return pool
+
+
+def cached_pool(path: str, make):
+    """The pool at ``path`` (.npz), made by ``make()`` and written atomically if absent."""
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    pool = make()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **pool)
     atomic_write_bytes(path, buf.getvalue())
     return pool
+
+
+def heldout_pool(args, config, params, n: int, seed: int = 99):
+    """``n`` triplets never trained on: the photographs re-drawn with seed ``seed`` and
+    synthetic sequences of seed ``seed`` (disjoint from training's). Cached in the pool dir."""
+    path = os.path.join(args.pool_dir or args.out, f"heldout_{config.backbone}_seed{seed}_n{n}.npz")
+    sources = lambda: pair_sources(args.images, args.synthetic, seed)[:2]   # noqa: E731
+    return cached_pool(path, lambda: draw_triplet_pool(config, params, sources(), n, seed))
 
 
 def heldout_metrics(config, params, pool, k: int = 4, seed: int = 0, chunk: int = 32):
@@ -367,6 +398,9 @@ def parse(argv=None):
     ap.add_argument("--pool-seed", type=int, default=1)
     ap.add_argument("--siamfc-pool", default=None,
                     help="reuse train_siamfc.py's cached pool .npz (mobilenet_v2; same seed/sources)")
+    ap.add_argument("--target-view", default="same", choices=["same", "next"],
+                    help="same: the loss on the regions the gradient was taken on (official); "
+                         "next: on a second view/frame of the same targets (a triplet pool)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--groups", type=int, default=8, help="templates per step (with generalization)")
     ap.add_argument("--k", type=int, default=4, help="search regions per template")
@@ -412,9 +446,9 @@ def main(argv=None):
     bn_m = args.bn_momentum
 
     @jax.jit
-    def train_step(trainable, opt_state, frozen, z, x, labels, weights, first):
+    def train_step(trainable, opt_state, frozen, z, x, labels, weights, first, *eval_views):
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            trainable, frozen, z, x, labels, weights)
+            trainable, frozen, z, x, labels, weights, *eval_views)
         updates, opt_state = opt.update(grads, opt_state, trainable)
         old = frozen["update_stats"]
         # the running statistics start at the first batch's (no bias towards 0 / 1)
@@ -423,7 +457,13 @@ def main(argv=None):
         return optax.apply_updates(trainable, updates), opt_state, {**frozen, "update_stats": new}, loss
 
     sources = make_sources(args)
-    pool = build_pool(args, config, params, sources)
+    next_view = args.target_view == "next"
+    if next_view:
+        name = f"triplets_{config.backbone}_seed{args.pool_seed}_n{args.pool}_src{sum(map(len, sources))}.npz"
+        pool = cached_pool(os.path.join(args.pool_dir or args.out, name),
+                           lambda: draw_triplet_pool(config, params, sources, args.pool, args.pool_seed))
+    else:
+        pool = build_pool(args, config, params, sources)
     z_shape = pool["z"].shape[1:]
     # response size from the shapes (no compute): template map vs search map
     zf = jax.eval_shape(lambda z: gradnet.siamfc_template(config, params, z),
@@ -443,9 +483,13 @@ def main(argv=None):
         x = pool["x"][s_idx].astype(np.float32)
         labels, weights = gradnet.make_labels(pool["offsets"][s_idx], response,
                                               config.total_stride, config.r_pos)
-        batch = jax.device_put((z, x, labels, weights), data_sharding)
-        trainable, opt_state, frozen, loss = train_step(trainable, opt_state, frozen, *batch,
-                                                        jnp.asarray(step == 0))
+        batch = (z, x, labels, weights)
+        if next_view:
+            batch += (pool["x2"][s_idx].astype(np.float32),) + gradnet.make_labels(
+                pool["offsets2"][s_idx], response, config.total_stride, config.r_pos)
+        batch = jax.device_put(batch[:4], data_sharding), jax.device_put(batch[4:], data_sharding)
+        trainable, opt_state, frozen, loss = train_step(trainable, opt_state, frozen, *batch[0],
+                                                        jnp.asarray(step == 0), *batch[1])
         if (step + 1) % 25 == 0 or step == step0:
             rec = {"step": step + 1, "loss": float(loss), "lr": float(schedule(step)),
                    "elapsed_s": round(time.time() - t0, 1)}
@@ -465,6 +509,7 @@ def main(argv=None):
             "command": " ".join(["train_gradnet.py"] + (argv if argv is not None else sys.argv[1:])),
             "invoked_by": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
             "variant": args.variant, "generalization": generalization, "backbone": args.backbone,
+            "target_view": args.target_view,
             "steps": args.steps, "groups": args.groups, "k": args.k, "seed": args.seed,
             "pool": args.pool, "pool_seed": args.pool_seed, "siamfc_pool": args.siamfc_pool, "images": args.images,
             "synthetic_sequences": args.synthetic, "num_sources": int(sum(map(len, sources))),

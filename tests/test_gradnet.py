@@ -194,3 +194,22 @@ def test_heldout_probe_regimes():
     image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     _, box_z, _, box_x = pairlib.image_pair(np.random.default_rng(1), image, box=box)
     assert np.array_equal(box_z, box) and np.all(np.isfinite(box_x))
+
+
+def test_next_view_loss_scores_the_second_view():
+    """--target-view next: the update's gradient comes from the first view and the loss
+    from the second; with the second view equal to the first it is the official loss."""
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import train_gradnet
+    config, params, z, x, labels, weights = _tiny(seed=4)
+    trainable, frozen = train_gradnet.split_params(config, "full", params)
+    loss_fn = train_gradnet.make_loss(config, "full")
+    same, _ = loss_fn(trainable, frozen, z, x, labels, weights)
+    again, _ = loss_fn(trainable, frozen, z, x, labels, weights, x, labels, weights)
+    np.testing.assert_allclose(float(again), float(same), rtol=1e-6)
+    x2 = jnp.roll(x, 3, axis=2)
+    other, _ = loss_fn(trainable, frozen, z, x, labels, weights, x2, labels, weights)
+    assert abs(float(other) - float(same)) > 1e-4
+    # the gradient region still matters: a different first view changes the loss on x2
+    moved, _ = loss_fn(trainable, frozen, z, x2, labels, weights, x2, labels, weights)
+    assert abs(float(moved) - float(other)) > 1e-6
