@@ -198,23 +198,33 @@ def merge(variant, trainable, frozen):
     return {**frozen, **trainable}
 
 
+def search_groups(config, params, x):
+    """Search features of x [G, K, ...] (backbone features or crops): [G, K, h, w, C]."""
+    g, k = x.shape[:2]
+    xf = gradnet.search_branch(config, params, x.reshape((g * k,) + x.shape[2:]))
+    return xf.reshape((g, k) + xf.shape[1:])
+
+
+def response_size(config, params, pool) -> int:
+    """Side of the score map for the pool's shapes (no compute): search map - template + 1."""
+    shape = lambda a: jax.ShapeDtypeStruct((1,) + a.shape[1:], jnp.float32)   # noqa: E731
+    zf = jax.eval_shape(lambda z: gradnet.siamfc_template(config, params, z), shape(pool["z"]))
+    xf = jax.eval_shape(lambda x: gradnet.search_branch(config, params, x), shape(pool["x"]))
+    return xf.shape[1] - zf.shape[1] + 1
+
+
 def make_loss(config, variant, first_order=False):
     """Training loss. The update's gradient is taken on search regions ``x`` (labels,
     weights); the loss is taken on ``x_eval`` (default ``x``, as the official code;
     ``--target-view next``: a second view of the same targets)."""
-    def search(params, x):
-        g, k = x.shape[:2]
-        xf = gradnet.search_branch(config, params, x.reshape((g * k,) + x.shape[2:]))
-        return xf.reshape((g, k) + xf.shape[1:])
-
     def loss_fn(trainable, frozen, z, x, labels, weights, x_eval=None, labels_eval=None,
                 weights_eval=None):
         params = merge(variant, trainable, frozen)
-        xf = search(params, x)
+        xf = search_groups(config, params, x)
         if x_eval is None:
             xe, labels_eval, weights_eval = xf, labels, weights
         else:
-            xe = search(params, x_eval)
+            xe = search_groups(config, params, x_eval)
         if variant == "siamfc":              # the baseline: SiamFC's template, no update
             zf = gradnet.siamfc_template(config, params, z)
             stats = frozen["update_stats"]
@@ -333,17 +343,8 @@ def heldout_metrics(config, params, pool, k: int = 4, seed: int = 0, chunk: int 
                "next": (own[:, 0], own, own + n)}
     xs_all = np.concatenate([pool["x"], pool["x2"]])
     offsets_all = np.concatenate([pool["offsets"], pool["offsets2"]])
-    z_shape = pool["z"].shape[1:]
-    zf = jax.eval_shape(lambda z: gradnet.siamfc_template(config, params, z),
-                        jax.ShapeDtypeStruct((1,) + z_shape, jnp.float32))
-    xf = jax.eval_shape(lambda x: gradnet.search_branch(config, params, x),
-                        jax.ShapeDtypeStruct((1,) + pool["x"].shape[1:], jnp.float32))
-    response = xf.shape[1] - zf.shape[1] + 1
-
-    def search(x):
-        g, kk = x.shape[:2]
-        xs = gradnet.search_branch(config, params, x.reshape((g * kk,) + x.shape[2:]))
-        return xs.reshape((g, kk) + xs.shape[1:])
+    response = response_size(config, params, pool)
+    search = lambda x: search_groups(config, params, x)      # noqa: E731
 
     @jax.jit
     def maps(z, x_grad, labels, weights, x_eval):
@@ -464,13 +465,7 @@ def main(argv=None):
                            lambda: draw_triplet_pool(config, params, sources, args.pool, args.pool_seed))
     else:
         pool = build_pool(args, config, params, sources)
-    z_shape = pool["z"].shape[1:]
-    # response size from the shapes (no compute): template map vs search map
-    zf = jax.eval_shape(lambda z: gradnet.siamfc_template(config, params, z),
-                        jax.ShapeDtypeStruct((1,) + z_shape, jnp.float32))
-    xf = jax.eval_shape(lambda x: gradnet.search_branch(config, params, x),
-                        jax.ShapeDtypeStruct((1,) + pool["x"].shape[1:], jnp.float32))
-    response = xf.shape[1] - zf.shape[1] + 1
+    response = response_size(config, params, pool)
 
     log_path = os.path.join(args.out, "log.jsonl")
     t0 = time.time()
