@@ -150,3 +150,27 @@ def test_lazy_cond_matches_cond_and_skips_the_branch_under_vmap():
     batched(none, x, scale, jax.lax.cond)
     jax.effects_barrier()
     assert calls, "lax.cond under vmap no longer runs both branches: this test checks nothing"
+
+
+def test_xcorr_formulations_agree():
+    """ops.xcorr (GEMM + shifted diagonal sums) equals the per-cell einsum and the grouped
+    convolution that experiments/bench_xcorr.py times it against, with broadcasting on
+    either side, and its gradients equal theirs."""
+    import os
+    import sys
+    import jax
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import bench_xcorr
+    rng = np.random.default_rng(0)
+    for zb, xb in ((1, 3), (2, 2), (3, 1)):
+        z = jnp.asarray(rng.normal(size=(zb, 3, 4, 5)), jnp.float32)
+        x = jnp.asarray(rng.normal(size=(xb, 9, 8, 5)), jnp.float32)
+        ref = ops.xcorr(z, x)
+        assert ref.shape == (max(zb, xb), 7, 5)
+        for f in (bench_xcorr.xcorr_cells, bench_xcorr.xcorr_grouped_conv):
+            np.testing.assert_allclose(np.asarray(f(z, x)), np.asarray(ref), rtol=1e-5, atol=1e-5)
+        loss = lambda f: lambda z, x: jnp.sum(jnp.sin(f(z, x)))   # noqa: E731
+        g_ref = jax.grad(loss(ops.xcorr), argnums=(0, 1))(z, x)
+        g_cells = jax.grad(loss(bench_xcorr.xcorr_cells), argnums=(0, 1))(z, x)
+        for a, b in zip(g_ref, g_cells):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
