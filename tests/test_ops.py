@@ -153,8 +153,8 @@ def test_lazy_cond_matches_cond_and_skips_the_branch_under_vmap():
 
 
 def test_xcorr_formulations_agree():
-    """ops.xcorr (GEMM + shifted diagonal sums) equals the per-cell einsum and the grouped
-    convolution that experiments/bench_xcorr.py times it against, with broadcasting on
+    """ops.xcorr (GEMM + shifted diagonal sums) equals the per-cell einsum, the row scan and
+    the grouped convolution that experiments/bench_xcorr.py times it against, with broadcasting on
     either side, and its gradients equal theirs."""
     import os
     import sys
@@ -167,7 +167,7 @@ def test_xcorr_formulations_agree():
         x = jnp.asarray(rng.normal(size=(xb, 9, 8, 5)), jnp.float32)
         ref = ops.xcorr(z, x)
         assert ref.shape == (max(zb, xb), 7, 5)
-        for f in (bench_xcorr.xcorr_cells, bench_xcorr.xcorr_grouped_conv):
+        for f in (bench_xcorr.xcorr_cells, bench_xcorr.xcorr_rows, bench_xcorr.xcorr_grouped_conv):
             np.testing.assert_allclose(np.asarray(f(z, x)), np.asarray(ref), rtol=1e-5, atol=1e-5)
         loss = lambda f: lambda z, x: jnp.sum(jnp.sin(f(z, x)))   # noqa: E731
         g_ref = jax.grad(loss(ops.xcorr), argnums=(0, 1))(z, x)
