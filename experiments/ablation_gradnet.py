@@ -106,14 +106,15 @@ def heldout(args, done: dict) -> dict:
             continue
         kind = "siamfc" if variant == "start" else TRAIN[variant][1]      # --variant value
         config = train_gradnet.variant_config("mobilenet_v2", kind)
-        params = train_gradnet.start_params(targs, config)
         if kind != "siamfc":
             params = gradnet.load_params(config, os.path.join(args.out, f"{variant}.msgpack"))
-        elif variant != "start":
-            from jaxtrack import weights as W
-            head = W.load_variables(os.path.join(args.out, f"{variant}.msgpack"),
-                                    {"adjust": params["search"]["adjust"], "bias": params["bias"]})
-            params = {**params, "search": {"adjust": head["adjust"]}, "bias": head["bias"]}
+        else:
+            params = train_gradnet.start_params(targs, config)
+            if variant != "start":           # a trained SiamFC head (the siamfc tracker's file)
+                from jaxtrack import weights as W
+                head = W.load_variables(os.path.join(args.out, f"{variant}.msgpack"),
+                                        {"adjust": params["search"]["adjust"], "bias": params["bias"]})
+                params = {**params, "search": {"adjust": head["adjust"]}, "bias": head["bias"]}
         pool = train_gradnet.heldout_pool(targs, config, params, args.heldout)
         t0 = time.time()
         done[variant] = jax.tree_util.tree_map(float, train_gradnet.heldout_metrics(

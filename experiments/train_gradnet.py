@@ -80,10 +80,7 @@ def draw_pair(rng, images, sequences, config):
     src = int(rng.integers(n))
     raw = pairlib.image_pair(rng, images[src]) if src < len(images) else \
         pairlib.sequence_pair(rng, sequences[src - len(images)])
-    pair = pairlib.crop_pair(rng, *raw, exemplar_size=config.exemplar_size,
-                             instance_size=config.instance_size, context=config.context,
-                             max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
-    return pair, src
+    return pairlib.siamfc_crop_pair(rng, config, *raw), src
 
 
 def build_pool(args, config, params, sources):
@@ -91,41 +88,43 @@ def build_pool(args, config, params, sources):
     target offsets and source ids, drawn from ``(pool_seed, i)``."""
     tag = f"siamfc{os.path.basename(args.siamfc_pool)[:-4]}" if args.siamfc_pool else f"seed{args.pool_seed}"
     name = f"pool_{config.backbone}_{tag}_n{args.pool}_src{sum(map(len, sources))}.npz"
-    path = os.path.join(args.pool_dir or args.out, name)
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return {k: f[k] for k in ("z", "x", "offsets", "sources")}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    t0 = time.time()
-    if args.siamfc_pool:
+
+    def make():
+        if not args.siamfc_pool:
+            return draw_pool(config, params, args.pool, ("z", "x", "offsets", "sources"), "pool",
+                             lambda i: _pair_record(np.random.default_rng([args.pool_seed, 1, i]),
+                                                    sources, config))
+        t0 = time.time()
         pool = pool_from_siamfc(args, config, sources, args.siamfc_pool)
         print(f"  pool: {args.pool} pairs of {args.siamfc_pool}, sources replayed "
               f"({time.time() - t0:.0f}s)", flush=True)
-    else:
-        pool = _draw_pool(args, config, params, sources, t0)
-    buf = io.BytesIO()
-    np.savez(buf, **pool)
-    atomic_write_bytes(path, buf.getvalue())
-    return pool
+        return pool
+    return cached_pool(os.path.join(args.pool_dir or args.out, name), make)
 
 
-def _draw_pool(args, config, params, sources, t0):
+def _pair_record(rng, sources, config):
+    pair, src = draw_pair(rng, *sources, config)
+    return pair.z, pair.x, pair.offset, src
+
+
+def draw_pool(config, params, n: int, keys, label: str, draw):
+    """``n`` records ``draw(i)`` (one value per name in ``keys``) stacked per key, drawn
+    in chunks of 64; the crops (z, x, x2) become backbone features (float16) for
+    mobilenet_v2, and ``sources`` int32."""
     feat = jax.jit(lambda im: gradnet.backbone_features(config, params, im))
-    zs, xs, offs, srcs = [], [], [], []
-    chunk = 64
-    for start in range(0, args.pool, chunk):
-        ps = [draw_pair(np.random.default_rng([args.pool_seed, 1, start + i]), *sources, config)
-              for i in range(min(chunk, args.pool - start))]
-        z = np.stack([p.z for p, _ in ps])
-        x = np.stack([p.x for p, _ in ps])
-        if config.backbone == "mobilenet_v2":
-            z = np.asarray(feat(jnp.asarray(z, jnp.float32)), np.float16)
-            x = np.asarray(feat(jnp.asarray(x, jnp.float32)), np.float16)
-        zs.append(z), xs.append(x)
-        offs.append(np.stack([p.offset for p, _ in ps])), srcs.append(np.array([s for _, s in ps]))
-        print(f"  pool {start + len(ps)}/{args.pool} ({time.time() - t0:.0f}s)", flush=True)
-    return {"z": np.concatenate(zs), "x": np.concatenate(xs), "offsets": np.concatenate(offs),
-            "sources": np.concatenate(srcs).astype(np.int32)}
+    parts = {k: [] for k in keys}
+    t0 = time.time()
+    for start in range(0, n, 64):
+        records = [draw(i) for i in range(start, min(start + 64, n))]
+        for key, col in zip(keys, zip(*records)):
+            col = np.stack(col)
+            if key in ("z", "x", "x2") and config.backbone == "mobilenet_v2":
+                col = np.asarray(feat(jnp.asarray(col, jnp.float32)), np.float16)
+            parts[key].append(col)
+        print(f"  {label} {min(start + 64, n)}/{n} ({time.time() - t0:.0f}s)", flush=True)
+    pool = {k: np.concatenate(v) for k, v in parts.items()}
+    pool["sources"] = pool["sources"].astype(np.int32)
+    return pool
 
 
 def pool_from_siamfc(args, config, sources, path):
@@ -150,9 +149,7 @@ def pool_from_siamfc(args, config, sources, path):
             else:
                 j = int(rng.integers(len(sequences)))
                 raw, src[i] = pairlib.sequence_pair(rng, sequences[j]), len(images) + j
-            pair = pairlib.crop_pair(rng, *raw, exemplar_size=config.exemplar_size,
-                                     instance_size=config.instance_size, context=config.context,
-                                     max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
+            pair = pairlib.siamfc_crop_pair(rng, config, *raw)
             if not np.allclose(pair.offset, offsets[i], atol=1e-4):
                 raise ValueError(f"{path}: replaying pair {i} gave offset {pair.offset}, stored "
                                  f"{offsets[i]}: the sources differ from the pool's")
@@ -263,37 +260,21 @@ def draw_triplet(rng, images, sequences, config):
         image_2, box_2 = pairlib.image_pair(rng, images[src], box=box_z)[2:]
     else:
         seq = sequences[src - len(images)]
-        valid = np.flatnonzero(np.all(np.isfinite(seq.gt), 1) & (seq.gt[:, 2] > 1) & (seq.gt[:, 3] > 1))
+        valid = pairlib.valid_frames(seq.gt)
         i = int(rng.choice(valid))
         j, k = rng.choice(valid[np.abs(valid - i) <= 50], 2)
         image_z, box_z, image_1, box_1, image_2, box_2 = (
             seq.frame(i), seq.gt[i], seq.frame(j), seq.gt[j], seq.frame(k), seq.gt[k])
-    kw = dict(exemplar_size=config.exemplar_size, instance_size=config.instance_size,
-              context=config.context, max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
-    p1 = pairlib.crop_pair(rng, image_z, box_z, image_1, box_1, **kw)
-    p2 = pairlib.crop_pair(rng, image_z, box_z, image_2, box_2, **kw)
+    p1 = pairlib.siamfc_crop_pair(rng, config, image_z, box_z, image_1, box_1)
+    p2 = pairlib.siamfc_crop_pair(rng, config, image_z, box_z, image_2, box_2)
     return p1.z, p1.x, p1.offset, p2.x, p2.offset, src
 
 
 def draw_triplet_pool(config, params, sources, n: int, seed: int):
     """``n`` triplets (:func:`draw_triplet`, seeds ``[seed, 4, i]``) with backbone features
     as the training pool's: z, x, offsets, x2, offsets2, sources."""
-    keys = ("z", "x", "offsets", "x2", "offsets2", "sources")
-    feat = jax.jit(lambda im: gradnet.backbone_features(config, params, im))
-    parts = {k: [] for k in keys}
-    t0 = time.time()
-    for start in range(0, n, 64):
-        ts = [draw_triplet(np.random.default_rng([seed, 4, i]), *sources, config)
-              for i in range(start, min(start + 64, n))]
-        for key, col in zip(keys, zip(*ts)):
-            col = np.stack(col)
-            if key in ("z", "x", "x2") and config.backbone == "mobilenet_v2":
-                col = np.asarray(feat(jnp.asarray(col, jnp.float32)), np.float16)
-            parts[key].append(col)
-        print(f"  triplets {min(start + 64, n)}/{n} ({time.time() - t0:.0f}s)", flush=True)
-    pool = {k: np.concatenate(v) for k, v in parts.items()}
-    pool["sources"] = pool["sources"].astype(np.int32)
-    return pool
+    return draw_pool(config, params, n, ("z", "x", "offsets", "x2", "offsets2", "sources"), "triplets",
+                     lambda i: draw_triplet(np.random.default_rng([seed, 4, i]), *sources, config))
 
 
 def cached_pool(path: str, make):

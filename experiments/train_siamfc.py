@@ -51,10 +51,7 @@ def make_sources(args):
 
 def draw_pair(rng, config, images, sequences, sampler, index):
     """One augmented training pair from a randomly chosen source."""
-    raw = raw_pair(rng, images, sequences, sampler, index)
-    return pairlib.crop_pair(rng, *raw, exemplar_size=config.exemplar_size,
-                             instance_size=config.instance_size, context=config.context,
-                             max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
+    return pairlib.siamfc_crop_pair(rng, config, *raw_pair(rng, images, sequences, sampler, index))
 
 
 def labels_for(offsets, response_size, config, r_pos=16.0):

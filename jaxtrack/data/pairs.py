@@ -80,6 +80,17 @@ def crop_pair(rng: np.random.Generator, image_z, box_z, image_x, box_x, *,
     return Pair(z, x, (rot @ shift).astype(np.float32))
 
 
+# SiamFC training's augmentation (train_siamfc.py, train_gradnet.py)
+SIAMFC_AUGMENT = dict(max_shift=32, max_stretch=0.05, color_jitter=0.1, blur_prob=0.2)
+
+
+def siamfc_crop_pair(rng: np.random.Generator, config, image_z, box_z, image_x, box_x) -> Pair:
+    """:func:`crop_pair` at ``config``'s exemplar / instance sizes and context, with
+    SiamFC training's augmentation (:data:`SIAMFC_AUGMENT`)."""
+    return crop_pair(rng, image_z, box_z, image_x, box_x, exemplar_size=config.exemplar_size,
+                     instance_size=config.instance_size, context=config.context, **SIAMFC_AUGMENT)
+
+
 def _photometric(rng, img, jitter, blur_prob):
     out = img
     if jitter > 0:
@@ -223,9 +234,14 @@ def paste_pair(rng: np.random.Generator, background, source, max_scale=0.3, max_
     return ref.astype(np.uint8), box_z, search.astype(np.uint8), box_x
 
 
+def valid_frames(gt) -> np.ndarray:
+    """Indices of the frames whose box is annotated and wider and taller than 1 px."""
+    return np.flatnonzero(np.all(np.isfinite(gt), 1) & (gt[:, 2] > 1) & (gt[:, 3] > 1))
+
+
 def sequence_pair(rng: np.random.Generator, seq, max_gap: int = 50):
     """(image_z, box_z, image_x, box_x) from two annotated frames of ``seq``."""
-    valid = np.flatnonzero(np.all(np.isfinite(seq.gt), 1) & (seq.gt[:, 2] > 1) & (seq.gt[:, 3] > 1))
+    valid = valid_frames(seq.gt)
     i = int(rng.choice(valid))
     near = valid[np.abs(valid - i) <= max_gap]
     j = int(rng.choice(near))
