@@ -17,6 +17,13 @@ Rows (paper Table 3 names):
 * ``SiamFC, GradNet tracking``: that same SiamFC (GradNet's frozen search branch) tracked
   with GradNet's tracking values and no gradient template (fusion weight 0): isolates
   what the gradient template adds from the tracking hyper-parameters;
+* ``GradNet, SiamFC tracking`` and ``w/o U, SiamFC tracking`` (only when asked for): the
+  full model's weights tracked with the ``siamfc`` tracker's values (scale step and
+  penalty, window 0.176, no once-off window switch-off, no refind), so that against
+  ``SiamFC +budget`` only the template differs;
+* ``GradNet, updated map only`` and ``w/o U, updated map only`` (only when asked for): the
+  fusion weight of the gradient-updated template's map set to 1, so the frozen SiamFC map
+  (the start head's, 0.85 officially) drops out and the learned template tracks alone;
 * ``GradNet, next-view loss`` and ``SiamFC +budget, triplets`` (an extension, not in the
   paper): trained on a triplet pool (an exemplar and two views/frames of its target);
   GradNet's update takes its gradient on the first view and its loss on the second,
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -44,6 +52,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common  # noqa: E402
 
+# the siamfc tracker's values (siamfc-pytorch) as GradNet config overrides
+SIAMFC_TRACKING = {"scale_step": 1.0375, "scale_penalty": 0.9745, "window_influence": 0.176,
+                   "no_window_after": -1, "refind": False}
 # row -> (trained variant file, tracker, config overrides)
 ROWS = {                                   # in the order they run
     "GradNet": ("full", "gradnet", {}),
@@ -56,10 +67,20 @@ ROWS = {                                   # in the order they run
     # the full model's tracker with the gradient template's map weighted 0 and no update:
     # the frozen SiamFC search branch (= "SiamFC start") under GradNet's tracking values
     "SiamFC, GradNet tracking": ("full", "gradnet", {"grad_influence": 0.0, "online_update": False}),
+    # the full model's weights tracked with the SiamFC baseline's tracking values (scale
+    # step/penalty, window 0.176, no once-off window switch, no refind): the comparison
+    # with "SiamFC +budget" then differs in the template only
+    "GradNet, SiamFC tracking": ("full", "gradnet", SIAMFC_TRACKING),
+    "w/o U, SiamFC tracking": ("full", "gradnet", {**SIAMFC_TRACKING, "online_update": False}),
+    # the gradient-updated template's map alone (fusion weight 1): no frozen SiamFC map
+    "GradNet, updated map only": ("full", "gradnet", {"grad_influence": 1.0}),
+    "w/o U, updated map only": ("full", "gradnet", {"grad_influence": 1.0, "online_update": False}),
     "GradNet, next-view loss": ("next", "gradnet", {}),
     "SiamFC +budget, triplets": ("siamfc_next", "siamfc", {}),
 }
-EXTENSION_ROWS = ("GradNet, next-view loss", "SiamFC +budget, triplets")   # only when asked for
+EXTENSION_ROWS = ("GradNet, SiamFC tracking", "w/o U, SiamFC tracking",      # only when asked for
+                  "GradNet, updated map only", "w/o U, updated map only",
+                  "GradNet, next-view loss", "SiamFC +budget, triplets")
 # trained variant -> train_gradnet.py arguments
 TRAIN = {
     "full": ["--variant", "full"],
@@ -87,6 +108,7 @@ def train(args, v):
         argv += ["--siamfc-pool", args.siamfc_pool]
     if args.siamfc_weights:
         argv += ["--siamfc-weights", args.siamfc_weights]
+    argv += shlex.split(args.train_args)
     print(f"== train {v}: {' '.join(argv)}", flush=True)
     train_gradnet.main(argv)
     print(f"== trained {v} in {time.time() - t0:.0f} s", flush=True)
@@ -159,7 +181,7 @@ def markdown(record: dict) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", required=True)
+    ap.add_argument("--root", default=None, help="benchmark folder (or --synthetic-eval)")
     ap.add_argument("--dataset", default="otb")
     ap.add_argument("--sequences", nargs="*", default=None)
     ap.add_argument("--rows", nargs="+", default=[r for r in ROWS if r not in EXTENSION_ROWS],
@@ -177,6 +199,14 @@ def main(argv=None):
     ap.add_argument("--export-full", default=None, help="also copy the full model here (+ .json)")
     ap.add_argument("--heldout", type=int, default=512,
                     help="pairs never trained on for the held-out probe of every trained row (0: skip)")
+    ap.add_argument("--train-args", default="",
+                    help="more train_gradnet.py arguments for every trained row, e.g. "
+                         "\"--images '' --synthetic 256 --appearance-change 1\"")
+    ap.add_argument("--synthetic-eval", type=int, default=0,
+                    help="track N held-out synthetic sequences (seeds [5000, i]) instead of --root")
+    ap.add_argument("--eval-frames", type=int, default=100)
+    ap.add_argument("--eval-appearance", type=float, default=0.0,
+                    help="appearance_change of the --synthetic-eval sequences")
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
     ap.add_argument("--cache-dir", default=common.default_cache_dir())
     args = ap.parse_args(argv)
@@ -192,11 +222,21 @@ def main(argv=None):
     from jaxtrack.fileio import atomic_write_json
 
     os.makedirs(args.out, exist_ok=True)
-    seqs = load_dataset(args.dataset, args.root, sequences=args.sequences)
+    if args.synthetic_eval:
+        # seeds [5000, i]: disjoint from every training seed (pair_sources uses seed + 1000)
+        from jaxtrack.data import make_dataset
+        seqs = make_dataset(5000, args.synthetic_eval, num_frames=args.eval_frames,
+                            appearance_change=args.eval_appearance)
+        args.dataset = f"synthetic (seeds [5000, i], {args.eval_frames} frames, appearance {args.eval_appearance:g})"
+    elif args.root:
+        seqs = load_dataset(args.dataset, args.root, sequences=args.sequences)
+    else:
+        ap.error("give --root (a benchmark folder) or --synthetic-eval N")
     path = os.path.join(args.out, "ablation_gradnet.json")
-    record = {"dataset": args.dataset, "root": os.path.abspath(args.root), "seed": args.seed,
+    record = {"dataset": args.dataset, "root": args.root and os.path.abspath(args.root), "seed": args.seed,
               "steps": args.steps, "pool": args.pool, "siamfc_pool": args.siamfc_pool,
               "groups": args.groups, "k": args.k, "siamfc_weights": args.siamfc_weights,
+              "train_args": args.train_args,
               "device": str(jax.devices()[0]), "jax": jax.__version__,
               "sequences": [s.name for s in seqs], "rows": list(args.rows),
               "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
@@ -204,7 +244,7 @@ def main(argv=None):
               "results": {}, "means": {}}
     if os.path.exists(path):
         old = json.load(open(path))
-        if old.get("steps") == args.steps and old.get("seed") == args.seed:
+        if (old.get("steps"), old.get("seed"), old.get("train_args", "")) == (args.steps, args.seed, args.train_args):
             record["results"] = old.get("results", {})
             record["heldout"] = old.get("heldout", {})
 

@@ -70,7 +70,8 @@ VARIANTS = ("full", "no_mg", "two_u", "siamfc")
 
 def make_sources(args):
     """Pair sources, each with an id: photographs first, then synthetic sequences."""
-    images, sequences, _ = pair_sources(args.images, args.synthetic, args.seed)
+    images, sequences, _ = pair_sources(args.images, args.synthetic, args.seed,
+                                        appearance_change=args.appearance_change)
     return images, sequences
 
 
@@ -87,6 +88,8 @@ def build_pool(args, config, params, sources):
     """The cached pool: z, x (backbone features for mobilenet_v2, crops for alexnet),
     target offsets and source ids, drawn from ``(pool_seed, i)``."""
     tag = f"siamfc{os.path.basename(args.siamfc_pool)[:-4]}" if args.siamfc_pool else f"seed{args.pool_seed}"
+    if args.appearance_change:
+        tag += f"_app{args.appearance_change:g}"
     name = f"pool_{config.backbone}_{tag}_n{args.pool}_src{sum(map(len, sources))}.npz"
 
     def make():
@@ -376,6 +379,9 @@ def parse(argv=None):
     ap.add_argument("--pool-dir", default=None, help="where the cached pool lives (default --out)")
     ap.add_argument("--images", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
     ap.add_argument("--synthetic", type=int, default=64)
+    ap.add_argument("--appearance-change", type=float, default=0.0,
+                    help="synthetic sequences whose target turns into a second texture by this "
+                         "fraction (synthetic.make_sequence); 0: the usual sequences")
     ap.add_argument("--pool", type=int, default=2048)
     ap.add_argument("--pool-seed", type=int, default=1)
     ap.add_argument("--siamfc-pool", default=None,
@@ -441,7 +447,8 @@ def main(argv=None):
     sources = make_sources(args)
     next_view = args.target_view == "next"
     if next_view:
-        name = f"triplets_{config.backbone}_seed{args.pool_seed}_n{args.pool}_src{sum(map(len, sources))}.npz"
+        app = f"_app{args.appearance_change:g}" if args.appearance_change else ""
+        name = f"triplets_{config.backbone}_seed{args.pool_seed}{app}_n{args.pool}_src{sum(map(len, sources))}.npz"
         pool = cached_pool(os.path.join(args.pool_dir or args.out, name),
                            lambda: draw_triplet_pool(config, params, sources, args.pool, args.pool_seed))
     else:
@@ -488,7 +495,7 @@ def main(argv=None):
             "target_view": args.target_view,
             "steps": args.steps, "groups": args.groups, "k": args.k, "seed": args.seed,
             "pool": args.pool, "pool_seed": args.pool_seed, "siamfc_pool": args.siamfc_pool, "images": args.images,
-            "synthetic_sequences": args.synthetic, "num_sources": int(sum(map(len, sources))),
+            "synthetic_sequences": args.synthetic, "appearance_change": args.appearance_change, "num_sources": int(sum(map(len, sources))),
             "siamfc_start": args.siamfc_weights or siamfc.default_checkpoint(args.backbone),
             "first_order": args.first_order, "train_seconds_this_run": round(time.time() - t0, 1),
             "devices": len(jax.devices()),

@@ -41,17 +41,19 @@ def load_objects(folder: str | None) -> list[np.ndarray]:
 
 
 def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: str | None = None,
-                 max_gap: int = 50, num_frames: int = 60):
+                 max_gap: int = 50, num_frames: int = 60, appearance_change: float = 0.0):
     """(photographs, synthetic sequences, TFDS pair sampler or None): the honest sources.
 
     Synthetic sequences use seeds ``[seed + 1000, i]``, disjoint from the seeds tests and
-    the demo track. Exits with a clear message when no source is given.
+    the demo track; ``appearance_change`` is :func:`synthetic.make_sequence`'s. Exits with a
+    clear message when no source is given.
     """
     images = load_images(images_dir)
     sequences = []
     if synthetic > 0:
         from jaxtrack.data.synthetic import make_dataset
-        sequences = make_dataset(seed + 1000, synthetic, num_frames=num_frames)
+        sequences = make_dataset(seed + 1000, synthetic, num_frames=num_frames,
+                                 appearance_change=appearance_change)
     sampler = None
     if tfds_dir:
         from jaxtrack.data.tfds_dataset import PairSampler, load_data_source

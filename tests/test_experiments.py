@@ -127,3 +127,37 @@ def test_train_iounet_fresh_pairs_resume_exactly(tmp_path):
         init = train_iounet.main(base + ["--out", str(tmp_path / "c"), "--stop-after", "0"])[0]
         for x, y in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(init)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
+
+
+def test_gradnet_ablation_siamfc_tracking_rows_use_the_siamfc_trackers_values():
+    """The "..., SiamFC tracking" rows must track with the baseline's values, whatever the
+    siamfc tracker's defaults become."""
+    import dataclasses
+    import ablation_gradnet
+    from jaxtrack.trackers import gradnet, siamfc
+    sf = siamfc.SiamFCConfig()
+    fields = {f.name for f in dataclasses.fields(gradnet.GradNetConfig)}
+    for key, value in ablation_gradnet.SIAMFC_TRACKING.items():
+        assert key in fields, key
+        if hasattr(sf, key):
+            assert getattr(sf, key) == value, key
+    config = gradnet.GradNetConfig(**ablation_gradnet.SIAMFC_TRACKING)
+    for key in ("num_scales", "scale_lr", "response_up", "context"):
+        assert getattr(config, key) == getattr(sf, key), key
+    assert not config.refind and config.no_window_after < 0
+
+
+def test_trace_gradnet_reports_updates_and_memory_drift():
+    import jaxtrack
+    import trace_gradnet
+    seq = make_dataset(3, 1, num_frames=12, size=(120, 160))[0]
+    kw = dict(backbone="alexnet", allow_random=True)
+    rec = trace_gradnet.trace(jaxtrack.make_tracker("gradnet", **kw), seq)
+    assert [r["frame"] for r in rec] == list(range(1, 12))
+    assert [r["updated"] for r in rec] == [int(i % 5 == 0) for i in range(1, 12)]
+    assert all(r["memory_drift"] == 0 for r in rec[:4]) and rec[4]["memory_drift"] > 0
+    assert all(0 <= r["iou"] <= 1 for r in rec) and sum(r["stored"] for r in rec) >= 5  # frames 1-5 always
+    # memory_keep = rescue_keep = 1: the memory never moves (the template still updates)
+    frozen = trace_gradnet.trace(jaxtrack.make_tracker("gradnet", memory_keep=1.0, rescue_keep=1.0, **kw), seq)
+    assert all(r["memory_drift"] == 0 for r in frozen)
+    assert trace_gradnet.parse_overrides(["memory_keep=1.0", "refind=False"]) == {"memory_keep": 1.0, "refind": False}

@@ -98,6 +98,29 @@ def test_options_change_only_their_part():
     assert np.ptp(fixed.gt[:, 2]) == 0 and np.ptp(fixed.gt[:, 3]) == 0
 
 
+def test_appearance_change_turns_the_target_only():
+    base = make_sequence(7, num_frames=40, shape="rect", **CLEAN)
+    app = make_sequence(7, num_frames=40, shape="rect", appearance_change=1.0, **CLEAN)
+    np.testing.assert_array_equal(base.gt, app.gt)
+    np.testing.assert_array_equal(base.images[0], app.images[0])      # starts as the first texture
+    assert "APP" in app.attrs and "APP" not in base.attrs
+    # the change grows monotonically and stays inside the target's box
+    inner = lambda box: (box[0] + 2, box[1] + 2, box[2] - 4, box[3] - 4)  # noqa: E731
+    change = [np.abs(_crop(app.frame(i), inner(app.gt[i])) - _crop(base.frame(i), inner(base.gt[i]))).mean()
+              for i in range(0, 40, 6)]
+    assert all(b >= a - 1 for a, b in zip(change, change[1:])) and change[-1] > 20, change
+    outside = np.abs(base.images.astype(int) - app.images.astype(int)).sum(-1) > 0
+    for i in (20, 39):
+        x, y, w, h = app.gt[i]
+        outside[i, int(y) - 1:int(np.ceil(y + h)) + 1, int(x) - 1:int(np.ceil(x + w)) + 1] = False
+    assert not outside[[20, 39]].any()
+    # the other components draw the same as before the option existed
+    np.testing.assert_array_equal(make_sequence(7, num_frames=40, shape="rect", appearance_change=0.0,
+                                                **CLEAN).images, base.images)
+    with pytest.raises(ValueError, match="appearance_change"):
+        make_sequence(7, num_frames=10, appearance_change=1.5)
+
+
 def test_make_dataset_and_got10k_round_trip(tmp_path):
     seqs = make_dataset(5, 2, num_frames=8, size=(64, 96))
     assert [s.name for s in seqs] == ["synthetic-5-0000", "synthetic-5-0001"]

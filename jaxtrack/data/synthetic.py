@@ -141,7 +141,8 @@ def _trajectory(rng, n, hw, base_wh, scale_change, speed=(0.5, 2.0)):
 # ----------------------------------------------------------------------------- sequences
 
 def make_sequence(seed, num_frames: int = 100, size=(240, 320), *, scale_change=True, occlusion=True,
-                  distractors=1, illumination=True, blur=True, name=None, shape=None) -> Sequence:
+                  distractors=1, illumination=True, blur=True, appearance_change: float = 0.0,
+                  name=None, shape=None) -> Sequence:
     """A synthetic sequence with exact ground truth (jaxtrack xywh, ``index_base=0``).
 
     Args:
@@ -153,12 +154,19 @@ def make_sequence(seed, num_frames: int = 100, size=(240, 320), *, scale_change=
       distractors: number of look-alike objects (same pattern family, similar colours).
       illumination: smooth global brightness change (gain 0.6..1.4).
       blur: a stretch of frames gets camera motion blur.
+      appearance_change: the target's texture turns, smoothly and monotonically, into a
+        second one (new colours and pattern, same outline) by this fraction at the last
+        frame (0: never; 1: the last frame shows only the second texture). The look-alike
+        distractors keep resembling the first texture, so a fixed first-frame template is
+        drawn to them as the target changes: the case template updates are for.
       name: defaults to ``synthetic-<seed>``.
       shape: "rect" or "ellipse" for the target (random if None).
     """
     # One child stream per component, so that switching a nuisance off leaves the rest of
     # the sequence (background, target, path) unchanged.
-    rng_bg, rng_target, rng_path, rng_dis, rng_occ, rng_ill, rng_blur = np.random.default_rng(seed).spawn(7)
+    # (child i of spawn(8) is child i of spawn(7): adding the 8th left older sequences as they were)
+    rng_bg, rng_target, rng_path, rng_dis, rng_occ, rng_ill, rng_blur, rng_app = \
+        np.random.default_rng(seed).spawn(8)
     H, W = size
     n = int(num_frames)
     if n < 1:
@@ -171,6 +179,13 @@ def make_sequence(seed, num_frames: int = 100, size=(240, 320), *, scale_change=
     ph, pw = max(8, int(round(bh))), max(8, int(round(bw)))
     tex, alpha, colours, kind = _object(rng_target, ph, pw, shape)
     gt = _trajectory(rng_path, n, (H, W), (bw, bh), scale_change)
+
+    if not 0.0 <= appearance_change <= 1.0:
+        raise ValueError(f"appearance_change must be in [0, 1], got {appearance_change}")
+    blend = np.zeros(n)
+    if appearance_change > 0:
+        tex_b = _object(rng_app, ph, pw, shape)[0]
+        blend = appearance_change * 0.5 * (1 - np.cos(np.pi * np.arange(n) / max(n - 1, 1)))
 
     objects = []  # (texture, alpha, boxes) drawn behind the target
     for _ in range(int(distractors)):
@@ -204,7 +219,7 @@ def make_sequence(seed, num_frames: int = 100, size=(240, 320), *, scale_change=
         canvas = bg.copy()
         for dtex, dalpha, dboxes in objects:
             _draw(canvas, dtex, dalpha, dboxes[i])
-        _draw(canvas, tex, alpha, gt[i])
+        _draw(canvas, tex if blend[i] == 0 else (1 - blend[i]) * tex + blend[i] * tex_b, alpha, gt[i])
         if occ is not None and occ[2][i] > 0:
             x, y, w, h = gt[i]
             f = occ[2][i]
@@ -219,7 +234,7 @@ def make_sequence(seed, num_frames: int = 100, size=(240, 320), *, scale_change=
         frames[i] = canvas.astype(np.uint8)  # +0.5 then truncation: round half up
 
     attrs = ["SV"] * bool(scale_change) + ["OCC"] * (occ is not None) + ["BC"] * (int(distractors) > 0) \
-        + ["IV"] * bool(illumination) + ["MB"] * bool(blurred.any())
+        + ["IV"] * bool(illumination) + ["MB"] * bool(blurred.any()) + ["APP"] * bool(appearance_change > 0)
     if name is None:
         name = "synthetic-" + ("-".join(str(s) for s in np.ravel(seed)) if np.ndim(seed) else str(seed))
     return Sequence(name=name, gt=gt, index_base=0, images=frames, attrs=tuple(attrs),

@@ -113,7 +113,7 @@ class GradNetConfig:
     reliable_ratio: float = 0.5
     rescue_ratio: float = 0.4
     rescue_before: int = 10
-    no_window_after: int = 9
+    no_window_after: int = 9           # -1: never switch the window off
     refind: bool = True
     min_size: float = 4.0              # box size clamp (pixels)
     min_side_ratio: float = 0.2        # official minSx / maxSx
