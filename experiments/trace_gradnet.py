@@ -1,8 +1,9 @@
 """Per-frame trace of GradNet's online update on one sequence: what the tracker's state does.
 
 For every frame: IoU with the ground truth, the SiamFC peak score and the reliability
-threshold, whether the frame was stored as a reliable sample, whether the template was
-updated, and how far the shallow-feature memory has moved from where it started
+threshold, whether the frame was stored as a reliable sample, whether it is a periodic
+(every ``update_interval`` frames) template update (the early rescue updates are not
+flagged), and how far the shallow-feature memory has moved from where it started
 (``|m - m0| / |m0|``; the official schedule adds 0.6 x the update subnet's output at each
 update, so the memory accumulates). Writes a JSON lines file and prints a summary::
 

@@ -88,9 +88,6 @@ def build_pool(args, config, params, sources):
     """The cached pool: z, x (backbone features for mobilenet_v2, crops for alexnet),
     target offsets and source ids, drawn from ``(pool_seed, i)``."""
     tag = f"siamfc{os.path.basename(args.siamfc_pool)[:-4]}" if args.siamfc_pool else f"seed{args.pool_seed}"
-    if args.appearance_change:
-        tag += f"_app{args.appearance_change:g}"
-    name = f"pool_{config.backbone}_{tag}_n{args.pool}_src{sum(map(len, sources))}.npz"
 
     def make():
         if not args.siamfc_pool:
@@ -102,7 +99,14 @@ def build_pool(args, config, params, sources):
         print(f"  pool: {args.pool} pairs of {args.siamfc_pool}, sources replayed "
               f"({time.time() - t0:.0f}s)", flush=True)
         return pool
-    return cached_pool(os.path.join(args.pool_dir or args.out, name), make)
+    return cached_pool(pool_path(args, "pool", config, sources, tag), make)
+
+
+def pool_path(args, kind: str, config, sources, tag: str) -> str:
+    """Where a cached pool of ``kind`` lives: the name records what drew it."""
+    app = f"_app{args.appearance_change:g}" if args.appearance_change else ""
+    return os.path.join(args.pool_dir or args.out,
+                        f"{kind}_{config.backbone}_{tag}{app}_n{args.pool}_src{sum(map(len, sources))}.npz")
 
 
 def _pair_record(rng, sources, config):
@@ -447,9 +451,7 @@ def main(argv=None):
     sources = make_sources(args)
     next_view = args.target_view == "next"
     if next_view:
-        app = f"_app{args.appearance_change:g}" if args.appearance_change else ""
-        name = f"triplets_{config.backbone}_seed{args.pool_seed}{app}_n{args.pool}_src{sum(map(len, sources))}.npz"
-        pool = cached_pool(os.path.join(args.pool_dir or args.out, name),
+        pool = cached_pool(pool_path(args, "triplets", config, sources, f"seed{args.pool_seed}"),
                            lambda: draw_triplet_pool(config, params, sources, args.pool, args.pool_seed))
     else:
         pool = build_pool(args, config, params, sources)
