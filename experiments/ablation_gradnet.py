@@ -29,6 +29,13 @@ Rows (paper Table 3 names):
   GradNet's update takes its gradient on the first view and its loss on the second,
   which asks the update for what tracking uses it for (helping on later frames); the
   SiamFC head is trained on the same triplets' second views.
+* ``GradNet, joint features`` (an extension; also with the ``siamfc`` tracker's values,
+  ``w/o U, joint features`` without the online update, and
+  ``joint features, SiamFC map only`` with the gradient template's map weighted 0 and no
+  update): GradNet trained with its search branch and bias too, from the baseline's SiamFC
+  loss on the same pairs (``train_gradnet --train-search``). The official recipe trains
+  only the template branch while ``SiamFC +budget`` trains the features both of its maps
+  use; here both train them alike, so GradNet's template is the difference.
 
 With ``--heldout N`` every trained row is also probed on N held-out triplets
 (``train_gradnet.heldout_metrics``): how well the SiamFC, initial and updated templates
@@ -76,11 +83,20 @@ ROWS = {                                   # in the order they run
     "GradNet, updated map only": ("full", "gradnet", {"grad_influence": 1.0}),
     "w/o U, updated map only": ("full", "gradnet", {"grad_influence": 1.0, "online_update": False}),
     "GradNet, next-view loss": ("next", "gradnet", {}),
+    # search branch trained too, with the baseline's loss added (train_gradnet --train-search)
+    "GradNet, joint features": ("joint", "gradnet", {}),
+    "GradNet, joint features, SiamFC tracking": ("joint", "gradnet", SIAMFC_TRACKING),
+    "w/o U, joint features": ("joint", "gradnet", {"online_update": False}),
+    # the same weights' SiamFC map alone (fusion weight 0, no update): what the update adds
+    "joint features, SiamFC map only": ("joint", "gradnet", {**SIAMFC_TRACKING, "grad_influence": 0.0,
+                                                             "online_update": False}),
     "SiamFC +budget, triplets": ("siamfc_next", "siamfc", {}),
 }
 EXTENSION_ROWS = ("GradNet, SiamFC tracking", "w/o U, SiamFC tracking",      # only when asked for
                   "GradNet, updated map only", "w/o U, updated map only",
-                  "GradNet, next-view loss", "SiamFC +budget, triplets")
+                  "GradNet, next-view loss", "SiamFC +budget, triplets", "GradNet, joint features",
+                  "GradNet, joint features, SiamFC tracking", "w/o U, joint features",
+                  "joint features, SiamFC map only")
 # trained variant -> train_gradnet.py arguments
 TRAIN = {
     "full": ["--variant", "full"],
@@ -90,6 +106,7 @@ TRAIN = {
     "siamfc": ["--variant", "siamfc"],
     "next": ["--variant", "full", "--target-view", "next"],
     "siamfc_next": ["--variant", "siamfc", "--target-view", "next"],
+    "joint": ["--variant", "full", "--train-search"],
 }
 
 

@@ -19,6 +19,11 @@ trained SiamFC (``--siamfc-weights``, default the committed checkpoint).
   gradient) | ``two_u`` (unshared deep layers for the initial template) | ``siamfc``
   (the baseline: SiamFC's head (adjust + bias) fine-tuned on the same pairs and steps,
   exported for the ``siamfc`` tracker).
+* ``--train-search`` (an extension, not the official recipe, which trains only the
+  template branch): the search branch and bias train too, from the SiamFC template's
+  loss on every region's own pair (the baseline's loss, added to GradNet's), so the
+  features under the tracker's 0.85 SiamFC map train as ``SiamFC +budget``'s do and
+  GradNet's template is the difference.
 
 * ``--target-view next`` (an extension, not the official code, which takes the gradient
   and the loss on the same search region): the pool holds triplets, an exemplar and two
@@ -186,12 +191,13 @@ def sample_groups(rng, sources, groups: int, k: int, generalization: bool):
 
 # ------------------------------------------------------------------ model / loss
 
-def split_params(config, variant, params):
-    """(trainable, frozen)."""
+def split_params(config, variant, params, train_search: bool = False):
+    """(trainable, frozen). ``train_search``: the search branch and the bias train too."""
     if variant == "siamfc":
         head = {"adjust": params["search"]["adjust"], "bias": params["bias"]}
         return {"head": head}, {k: v for k, v in params.items() if k not in ("search", "bias")}
     keys = ["template", "update"] + (["template0"] if config.unshared_deep else [])
+    keys += ["search", "bias"] if train_search else []
     return {k: params[k] for k in keys}, {k: v for k, v in params.items() if k not in keys}
 
 
@@ -220,10 +226,21 @@ def response_size(config, params, pool) -> int:
 def make_loss(config, variant, first_order=False):
     """Training loss. The update's gradient is taken on search regions ``x`` (labels,
     weights); the loss is taken on ``x_eval`` (default ``x``, as the official code;
-    ``--target-view next``: a second view of the same targets)."""
+    ``--target-view next``: a second view of the same targets).
+
+    ``z_own`` [G, K, ...] (``--train-search``): every search region's own exemplar; the
+    SiamFC template's loss on those pairs (what the ``siamfc`` baseline trains on) is
+    added, and the search branch and bias, trainable then, learn from that loss alone:
+    the features under the tracker's SiamFC map train as the baseline's do."""
     def loss_fn(trainable, frozen, z, x, labels, weights, x_eval=None, labels_eval=None,
-                weights_eval=None):
-        params = merge(variant, trainable, frozen)
+                weights_eval=None, z_own=None):
+        live = params = merge(variant, trainable, frozen)
+        if z_own is not None:
+            # --train-search: the search branch and bias learn from the baseline's loss only.
+            # Through GradNet's maps their gradient is 5-7x the baseline's (the updated
+            # template is larger than SiamFC's) and the official learning rate diverges.
+            params = {**live, "search": jax.lax.stop_gradient(live["search"]),
+                      "bias": jax.lax.stop_gradient(live["bias"])}
         xf = search_groups(config, params, x)
         if x_eval is None:
             xe, labels_eval, weights_eval = xf, labels, weights
@@ -238,7 +255,15 @@ def make_loss(config, variant, first_order=False):
                                                    train=True, first_order=first_order)
         s = gradnet.score_groups(config, params, zf, xe)
         cells = s.shape[-1] * s.shape[-2]
-        return gradnet.weighted_logistic_loss(s, labels_eval, weights_eval) * cells, stats
+        loss = gradnet.weighted_logistic_loss(s, labels_eval, weights_eval) * cells
+        if z_own is not None:                # --train-search: plus the SiamFC pairs' loss
+            g, k = x.shape[:2]
+            own = gradnet.siamfc_template(config, live, z_own.reshape((g * k,) + z_own.shape[2:]))
+            x_own = search_groups(config, live, x.reshape((g * k, 1) + x.shape[2:]))
+            s_own = gradnet.score_groups(config, live, own, x_own)
+            loss = loss + gradnet.weighted_logistic_loss(
+                s_own, labels.reshape(s_own.shape), weights.reshape(s_own.shape)) * cells
+        return loss, stats
     return loss_fn
 
 
@@ -403,6 +428,14 @@ def parse(argv=None):
     ap.add_argument("--bn-momentum", type=float, default=0.95)
     ap.add_argument("--update-gamma", type=float, default=0.1, help="initial BN scale of the update subnet")
     ap.add_argument("--first-order", action="store_true", help="stop the second-order terms (comparison)")
+    ap.add_argument("--train-search", action="store_true",
+                    help="(an extension) also train the search branch and bias, adding the SiamFC "
+                         "template's loss on every region's own pair (the baseline's loss), so the "
+                         "features are trained as the SiamFC +budget baseline's are")
+    ap.add_argument("--clip-template", type=float, default=None,
+                    help="clip the global norm of the template branch's and update subnet's "
+                         "gradient (with --train-search the features under them move, and the "
+                         "x1e4 inner gradient can then blow the step up)")
     ap.add_argument("--siamfc-weights", default=None, help="trained SiamFC to start from")
     ap.add_argument("--allow-random-siamfc", action="store_true", help="(tests) start from a random SiamFC head")
     ap.add_argument("--seed", type=int, default=0)
@@ -414,13 +447,18 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    if args.train_search and (args.variant == "siamfc" or args.target_view == "next"):
+        raise SystemExit("--train-search is for the GradNet variants with --target-view same")
     os.makedirs(args.out, exist_ok=True)
     config = variant_config(args.backbone, args.variant)
     params = start_params(args, config)
-    trainable, frozen = split_params(config, args.variant, params)
+    trainable, frozen = split_params(config, args.variant, params, args.train_search)
     generalization = args.generalization and args.variant != "siamfc"
 
     schedule, opt = siamfc_sgd(args.lr, args.final_lr, args.steps, args.weight_decay, args.momentum)
+    if args.clip_template:       # the template branch and update subnet only, never the baseline's part
+        mask = {k: k not in ("search", "bias") for k in trainable}
+        opt = optax.chain(optax.masked(optax.clip_by_global_norm(args.clip_template), mask), opt)
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")
@@ -438,9 +476,9 @@ def main(argv=None):
     bn_m = args.bn_momentum
 
     @jax.jit
-    def train_step(trainable, opt_state, frozen, z, x, labels, weights, first, *eval_views):
+    def train_step(trainable, opt_state, frozen, z, x, labels, weights, first, eval_views, z_own):
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            trainable, frozen, z, x, labels, weights, *eval_views)
+            trainable, frozen, z, x, labels, weights, *eval_views, z_own=z_own)
         updates, opt_state = opt.update(grads, opt_state, trainable)
         old = frozen["update_stats"]
         # the running statistics start at the first batch's (no bias towards 0 / 1)
@@ -472,9 +510,10 @@ def main(argv=None):
         if next_view:
             batch += (pool["x2"][s_idx].astype(np.float32),) + gradnet.make_labels(
                 pool["offsets2"][s_idx], response, config.total_stride, config.r_pos)
-        batch = jax.device_put(batch[:4], data_sharding), jax.device_put(batch[4:], data_sharding)
-        trainable, opt_state, frozen, loss = train_step(trainable, opt_state, frozen, *batch[0],
-                                                        jnp.asarray(step == 0), *batch[1])
+        z_own = pool["z"][s_idx].astype(np.float32) if args.train_search else None
+        batch, eval_views, z_own = jax.device_put((batch[:4], batch[4:], z_own), data_sharding)
+        trainable, opt_state, frozen, loss = train_step(trainable, opt_state, frozen, *batch,
+                                                        jnp.asarray(step == 0), eval_views, z_own)
         if (step + 1) % 25 == 0 or step == step0:
             rec = {"step": step + 1, "loss": float(loss), "lr": float(schedule(step)),
                    "elapsed_s": round(time.time() - t0, 1)}
@@ -499,7 +538,8 @@ def main(argv=None):
             "pool": args.pool, "pool_seed": args.pool_seed, "siamfc_pool": args.siamfc_pool, "images": args.images,
             "synthetic_sequences": args.synthetic, "appearance_change": args.appearance_change, "num_sources": int(sum(map(len, sources))),
             "siamfc_start": args.siamfc_weights or siamfc.default_checkpoint(args.backbone),
-            "first_order": args.first_order, "train_seconds_this_run": round(time.time() - t0, 1),
+            "first_order": args.first_order, "train_search": args.train_search,
+            "clip_template": args.clip_template, "train_seconds_this_run": round(time.time() - t0, 1),
             "devices": len(jax.devices()),
             "data": "package photographs (image pairs) + synthetic sequences; no benchmark data"})
         print(f"exported {args.export}")

@@ -213,3 +213,35 @@ def test_next_view_loss_scores_the_second_view():
     # the gradient region still matters: a different first view changes the loss on x2
     moved, _ = loss_fn(trainable, frozen, z, x2, labels, weights, x2, labels, weights)
     assert abs(float(moved) - float(other)) > 1e-6
+
+
+def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
+    """--train-search: the loss is GradNet's plus the SiamFC baseline's loss on every
+    search region's own pair; the search branch and bias train from the latter only."""
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import train_gradnet
+    config, params, z, x, labels, weights = _tiny(seed=6)
+    g, k = x.shape[:2]
+    z_own = jax.random.normal(jax.random.PRNGKey(9), (g, k) + z.shape[1:])
+    trainable, frozen = train_gradnet.split_params(config, "full", params, train_search=True)
+    assert {"search", "bias"} <= set(trainable) and not {"search", "bias"} & set(frozen)
+    loss_fn = train_gradnet.make_loss(config, "full")
+    gradnet_only, _ = loss_fn(trainable, frozen, z, x, labels, weights)
+    joint, _ = loss_fn(trainable, frozen, z, x, labels, weights, z_own=z_own)
+    head, rest = train_gradnet.split_params(config, "siamfc", params)
+    baseline, _ = train_gradnet.make_loss(config, "siamfc")(
+        head, rest, z_own.reshape((g * k,) + z.shape[1:]), x.reshape((g * k, 1) + x.shape[2:]),
+        labels.reshape((g * k, 1) + labels.shape[2:]), weights.reshape((g * k, 1) + weights.shape[2:]))
+    np.testing.assert_allclose(float(joint), float(gradnet_only) + float(baseline), rtol=1e-5)
+    grads = jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights, z_own=z_own)[0])(trainable)
+    assert _norm(grads["search"]) > 0 and abs(float(grads["bias"])) > 0
+    # ... from the baseline's loss alone: exactly the baseline's gradient on these pairs
+    base_grads = jax.grad(lambda t: train_gradnet.make_loss(config, "siamfc")(
+        t, rest, z_own.reshape((g * k,) + z.shape[1:]), x.reshape((g * k, 1) + x.shape[2:]),
+        labels.reshape((g * k, 1) + labels.shape[2:]), weights.reshape((g * k, 1) + weights.shape[2:]))[0])(head)
+    _close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+    jax.tree_util.tree_map(_close, grads["search"]["adjust"], base_grads["head"]["adjust"])
+    _close(grads["bias"], base_grads["head"]["bias"])
+    # while the template branch still gets GradNet's gradient
+    plain = jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights)[0])(trainable)
+    jax.tree_util.tree_map(_close, grads["template"], plain["template"])
