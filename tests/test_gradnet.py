@@ -245,3 +245,20 @@ def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
     # while the template branch still gets GradNet's gradient
     plain = jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights)[0])(trainable)
     jax.tree_util.tree_map(_close, grads["template"], plain["template"])
+
+
+def test_train_search_cli_moves_the_search_branch(tmp_path):
+    """train_gradnet.py --train-search end to end: the exported weights carry a trained
+    search branch (the official recipe leaves it at the SiamFC start)."""
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import train_gradnet
+    base = ["--images", "", "--synthetic", "3", "--pool", "8", "--groups", "2", "--k", "2",
+            "--steps", "2", "--seed", "5", "--allow-random-siamfc", "--pool-dir", str(tmp_path)]
+    joint = train_gradnet.main(base + ["--train-search", "--clip-template", "10",
+                                       "--out", str(tmp_path / "joint")])
+    official = train_gradnet.main(base + ["--out", str(tmp_path / "official")])
+    start = train_gradnet.start_params(train_gradnet.parse(base + ["--out", str(tmp_path)]),
+                                       gradnet.GradNetConfig())
+    kernel = lambda p: np.asarray(p["search"]["adjust"]["kernel"])
+    np.testing.assert_array_equal(kernel(official), kernel(start))
+    assert np.abs(kernel(joint) - kernel(start)).max() > 1e-6
