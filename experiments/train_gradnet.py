@@ -69,6 +69,7 @@ from jaxtrack.training import (log_record, pair_sources, restore_checkpoint, sav
 from jaxtrack.trackers import gradnet, siamfc
 
 VARIANTS = ("full", "no_mg", "two_u", "siamfc")
+SEARCH_HEAD = ("search", "bias")     # what the SiamFC baseline trains (and --train-search adds)
 
 
 # ------------------------------------------------------------------ data
@@ -195,9 +196,9 @@ def split_params(config, variant, params, train_search: bool = False):
     """(trainable, frozen). ``train_search``: the search branch and the bias train too."""
     if variant == "siamfc":
         head = {"adjust": params["search"]["adjust"], "bias": params["bias"]}
-        return {"head": head}, {k: v for k, v in params.items() if k not in ("search", "bias")}
+        return {"head": head}, {k: v for k, v in params.items() if k not in SEARCH_HEAD}
     keys = ["template", "update"] + (["template0"] if config.unshared_deep else [])
-    keys += ["search", "bias"] if train_search else []
+    keys += list(SEARCH_HEAD) if train_search else []
     return {k: params[k] for k in keys}, {k: v for k, v in params.items() if k not in keys}
 
 
@@ -235,13 +236,13 @@ def make_loss(config, variant, first_order=False):
     def loss_fn(trainable, frozen, z, x, labels, weights, x_eval=None, labels_eval=None,
                 weights_eval=None, z_own=None):
         live = params = merge(variant, trainable, frozen)
+        xf = xf_live = search_groups(config, live, x)
         if z_own is not None:
             # --train-search: the search branch and bias learn from the baseline's loss only.
             # Through GradNet's maps their gradient is 5-7x the baseline's (the updated
             # template is larger than SiamFC's) and the official learning rate diverges.
-            params = {**live, "search": jax.lax.stop_gradient(live["search"]),
-                      "bias": jax.lax.stop_gradient(live["bias"])}
-        xf = search_groups(config, params, x)
+            params = {**live, **jax.lax.stop_gradient({k: live[k] for k in SEARCH_HEAD})}
+            xf = jax.lax.stop_gradient(xf_live)
         if x_eval is None:
             xe, labels_eval, weights_eval = xf, labels, weights
         else:
@@ -259,7 +260,7 @@ def make_loss(config, variant, first_order=False):
         if z_own is not None:                # --train-search: plus the SiamFC pairs' loss
             g, k = x.shape[:2]
             own = gradnet.siamfc_template(config, live, z_own.reshape((g * k,) + z_own.shape[2:]))
-            x_own = search_groups(config, live, x.reshape((g * k, 1) + x.shape[2:]))
+            x_own = xf_live.reshape((g * k, 1) + xf_live.shape[2:])
             s_own = gradnet.score_groups(config, live, own, x_own)
             loss = loss + gradnet.weighted_logistic_loss(
                 s_own, labels.reshape(s_own.shape), weights.reshape(s_own.shape)) * cells
@@ -457,7 +458,7 @@ def main(argv=None):
 
     schedule, opt = siamfc_sgd(args.lr, args.final_lr, args.steps, args.weight_decay, args.momentum)
     if args.clip_template:       # the template branch and update subnet only, never the baseline's part
-        mask = {k: k not in ("search", "bias") for k in trainable}
+        mask = {k: k not in SEARCH_HEAD for k in trainable}
         opt = optax.chain(optax.masked(optax.clip_by_global_norm(args.clip_template), mask), opt)
     opt_state = opt.init(trainable)
     step0 = 0

@@ -229,16 +229,13 @@ def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
     gradnet_only, _ = loss_fn(trainable, frozen, z, x, labels, weights)
     joint, _ = loss_fn(trainable, frozen, z, x, labels, weights, z_own=z_own)
     head, rest = train_gradnet.split_params(config, "siamfc", params)
-    baseline, _ = train_gradnet.make_loss(config, "siamfc")(
-        head, rest, z_own.reshape((g * k,) + z.shape[1:]), x.reshape((g * k, 1) + x.shape[2:]),
-        labels.reshape((g * k, 1) + labels.shape[2:]), weights.reshape((g * k, 1) + weights.shape[2:]))
+    pairs = lambda a: a.reshape((g * k, 1) + a.shape[2:])                  # noqa: E731
+    baseline, base_grads = jax.value_and_grad(lambda t: train_gradnet.make_loss(config, "siamfc")(
+        t, rest, z_own.reshape((g * k,) + z.shape[1:]), pairs(x), pairs(labels), pairs(weights))[0])(head)
     np.testing.assert_allclose(float(joint), float(gradnet_only) + float(baseline), rtol=1e-5)
     grads = jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights, z_own=z_own)[0])(trainable)
     assert _norm(grads["search"]) > 0 and abs(float(grads["bias"])) > 0
     # ... from the baseline's loss alone: exactly the baseline's gradient on these pairs
-    base_grads = jax.grad(lambda t: train_gradnet.make_loss(config, "siamfc")(
-        t, rest, z_own.reshape((g * k,) + z.shape[1:]), x.reshape((g * k, 1) + x.shape[2:]),
-        labels.reshape((g * k, 1) + labels.shape[2:]), weights.reshape((g * k, 1) + weights.shape[2:]))[0])(head)
     _close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
     jax.tree_util.tree_map(_close, grads["search"]["adjust"], base_grads["head"]["adjust"])
     _close(grads["bias"], base_grads["head"]["bias"])
