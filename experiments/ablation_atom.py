@@ -31,7 +31,7 @@ import common  # noqa: E402
 def first_frame_losses(tracker, sequences, seed):
     import jax
     import jax.numpy as jnp
-    from jaxtrack.driver import pad_frame, sequence_key
+    from jaxtrack.frames import pad_frame, sequence_key
     init = jax.jit(tracker.init)
     out = []
     for seq in sequences:

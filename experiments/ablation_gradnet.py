@@ -150,8 +150,8 @@ def heldout(args, done: dict) -> dict:
         else:
             params = train_gradnet.start_params(targs, config)
             if variant != "start":           # a trained SiamFC head (the siamfc tracker's file)
-                from jaxtrack import weights as W
-                head = W.load_variables(os.path.join(args.out, f"{variant}.msgpack"),
+                from jaxtrack import checkpoints
+                head = checkpoints.load_variables(os.path.join(args.out, f"{variant}.msgpack"),
                                         {"adjust": params["search"]["adjust"], "bias": params["bias"]})
                 params = {**params, "search": {"adjust": head["adjust"]}, "bias": head["bias"]}
         pool = train_gradnet.heldout_pool(targs, config, params, args.heldout)

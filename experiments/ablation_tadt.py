@@ -68,7 +68,8 @@ def main(argv=None):
     import jaxtrack
     from jaxtrack.data import load_dataset
     import jax.numpy as jnp
-    from jaxtrack.driver import JitTracker, pad_frame, run_sequence, sequence_key
+    from jaxtrack.driver import JitTracker, run_sequence
+    from jaxtrack.frames import pad_frame, sequence_key
     from jaxtrack.fileio import atomic_write_json
 
     seqs = load_dataset(args.dataset, args.root, sequences=args.sequences)

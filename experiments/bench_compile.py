@@ -41,7 +41,8 @@ def child_first_step(spec: str) -> dict:
     """Run in a fresh process: time from start to the first track_step result."""
     import jax
     import jax.numpy as jnp
-    from jaxtrack.driver import JitTracker, pad_frame
+    from jaxtrack.driver import JitTracker
+    from jaxtrack.frames import pad_frame
     tracker, _ = _build(spec)
     jt = JitTracker(tracker)
     f0, f1, box = _frame()
@@ -57,7 +58,8 @@ def measure(spec: str, frames: int, root: str | None) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from jaxtrack.driver import JitTracker, pad_frame
+    from jaxtrack.driver import JitTracker
+    from jaxtrack.frames import pad_frame
     tracker, random_weights = _build(spec)
     f0, f1, box = _frame()
     fr0, fr1 = pad_frame(f0), pad_frame(f1)

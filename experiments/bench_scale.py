@@ -8,7 +8,7 @@ once one runs out of memory), on all local devices (B a multiple of their number
 * the cost of a frame-shape bucket miss: the first step on frames of a new bucket
   (compilation included) against a steady step;
 * at B = 1, the plain jitted ``track_step`` timed step for step beside the batched one
-  (what vmap, masking and sharding cost; periodic updates are under ``ops.lazy_cond``,
+  (what vmap, masking and sharding cost; periodic updates are under ``online.lazy_cond``,
   so they run only on the steps that need them in both).
 
 Writes ``--out`` (JSON, after every measurement; a rerun with the same ``--out`` skips
@@ -37,7 +37,7 @@ _build = common.build_for_timing
 def _batch_inputs(B, bucket, seed=0, size=(240, 320)):
     import numpy as np
     from jaxtrack.data.synthetic import make_sequence
-    from jaxtrack.driver import sequence_key
+    from jaxtrack.frames import sequence_key
     seq = make_sequence(seed, num_frames=2, size=size)
     hb, wb = bucket
     h, w = size

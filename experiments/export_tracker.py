@@ -43,7 +43,7 @@ def main(argv=None):
     common.setup_cache(args)
 
     import jaxtrack
-    from jaxtrack.driver import bucket_shape
+    from jaxtrack.frames import bucket_shape
     from jaxtrack.export import export_tracker
 
     buckets = list(args.buckets or [])

@@ -39,7 +39,8 @@ def main(argv=None):
 
     import numpy as np
     from jaxtrack.data import load_dataset
-    from jaxtrack.export import load_exported, sequence_key
+    from jaxtrack.export import load_exported
+    from jaxtrack.frames import sequence_key
 
     et = load_exported(args.export)
     t_loaded = time.perf_counter()

@@ -1,12 +1,15 @@
 """One-pass evaluation (OPE) of a tracker over a dataset, resumable.
 
-    python experiments/run_ope.py --tracker siamfc --backbone mobilenet_v2 \
-        --dataset otb --root ../shared/data/otb --results RESULTS
+    python experiments/run_ope.py --tracker atom --dataset otb --root ../shared/data/otb \
+        --results RESULTS [--variant no_iou] [--set learning_rate=0.02]
 
-Writes ``RESULTS/<tracker>/<sequence>.txt`` (x,y,w,h per frame, the dataset's own
-convention), ``times/``, ``metrics.json``, ``metrics.md`` and success/precision plots.
-A rerun skips finished sequences. ``--compare DIR ...`` adds other result folders
-(other trackers or toolkits) to the plots.
+Writes ``RESULTS/<tracker>_<backbone>_<variant>_<hash>/<sequence>.txt`` (x,y,w,h per frame,
+the dataset's own convention), ``times/``, ``run.json`` (what made the results: config,
+weights fingerprint, seed), ``metrics.json``, ``metrics.md`` and success/precision plots.
+The hash covers the whole config, the weights and the seed, so another setting gets
+another folder; a rerun skips finished sequences, and refuses a folder (``--name``) that
+holds another run's results. ``--compare DIR ...`` adds other result folders (other
+trackers or toolkits) to the plots.
 
 ``--parallel B`` tracks B sequences at once (``jaxtrack.batch``: vmapped ``track_step``,
 the batch sharded over all local devices), with the same files and resume rule.
@@ -19,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (sets sys.path to the repo)
+from jaxtrack import cli
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(ap)
+    cli.add_tracker_args(ap)
     ap.add_argument("--dataset", default="otb")
     ap.add_argument("--root", required=True)
     ap.add_argument("--split", default=None)
     ap.add_argument("--sequences", nargs="*", default=None, help="only these sequence names")
     ap.add_argument("--results", default="RESULTS")
-    ap.add_argument("--name", default=None, help="result folder name (default: tracker_backbone)")
+    ap.add_argument("--name", default=None, help="result folder name (default: tracker_backbone_variant_hash)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--compare", nargs="*", default=[], help="other result folders to plot alongside")
     ap.add_argument("--no-progress", action="store_true")
@@ -43,69 +44,58 @@ def main(argv=None):
                     help="--parallel: batch sequences of one frame bucket together, or pad all to the largest")
     ap.add_argument("--wait-timeout", type=float, default=3600.0,
                     help="--parallel, several processes: how long process 0 waits for the others")
-    common.add_distributed_args(ap)
+    cli.add_distributed_args(ap)
     args = ap.parse_args(argv)
-    common.select_device(args.device)
-    common.setup_cache(args)
+    cli.setup_runtime(args)
+    process_index, process_count = 0, 1
     if args.parallel:
         from jaxtrack.batch import initialize_distributed
         process_index, process_count = initialize_distributed(
             args.coordinator, args.num_processes, args.process_id)
 
     import jax
-    import jaxtrack
     from jaxtrack.data import load_dataset
-    from jaxtrack.driver import JitTracker, run_sequence
-    from jaxtrack.eval.ope import run_ope
+    from jaxtrack.eval import ope
 
     sequences = load_dataset(args.dataset, args.root, split=args.split, sequences=args.sequences)
-    tracker = jaxtrack.make_tracker(args.tracker, **common.tracker_overrides(args))
-    name = args.name or common.tracker_label(args)
+    tracker = cli.make_tracker(args)
+    identity = ope.run_identity(tracker, variant=args.variant, seed=args.seed)
+    name = args.name or ope.run_name(identity)
+    info = {**identity, "dataset": args.dataset, "weights": args.weights or "default",
+            "device": str(jax.local_devices()[0]), "jax": jax.__version__}
     if args.parallel:
-        return _run_parallel(args, tracker, name, sequences, process_index, process_count)
-    jt = JitTracker(tracker)
+        from jaxtrack.batch import BatchTracker
+        runner = BatchTracker(tracker, args.parallel)
+        info.update(parallel=args.parallel, local_devices=runner.num_devices, processes=process_count,
+                    bucket_policy=args.bucket_policy)
+        report = ope.run_ope_batched(
+            runner, name, sequences, args.results, seed=args.seed, overwrite=args.overwrite,
+            bucket_policy=args.bucket_policy, process_index=process_index, process_count=process_count,
+            wait_timeout=args.wait_timeout, extra_info=info, progress=not args.no_progress,
+            identity=identity)
+        how = f"batched step/init per bucket, {runner.num_devices} local device(s), batch {args.parallel}"
+    else:
+        from jaxtrack.driver import JitTracker, run_sequence
+        runner = JitTracker(tracker)
 
-    def track(seq):
-        r = run_sequence(jt, seq, seed=args.seed)
-        return r.boxes, r.times
+        def track(seq):
+            r = run_sequence(runner, seq, seed=args.seed)
+            return r.boxes, r.times
 
-    info = {"tracker": args.tracker, "config": repr(tracker.config), "seed": args.seed,
-            "dataset": args.dataset, "weights": args.weights or "default",
-            "device": str(jax.devices()[0]), "jax": jax.__version__}
-    report = run_ope(name, sequences, track, args.results, overwrite=args.overwrite,
-                     progress=not args.no_progress, extra_info=info)
-    report["compilations"] = jt.num_compilations
-    print(open(os.path.join(args.results, name, "metrics.md")).read())
-    print(f"compilations this run: {jt.num_compilations} (init + track_step, over "
-          f"{len(sequences)} sequences; 0 if every sequence was already done)")
-    if args.compare:
+        report = ope.run_ope(name, sequences, track, args.results, overwrite=args.overwrite,
+                             progress=not args.no_progress, extra_info=info, identity=identity)
+        how = "init + track_step"
+    report["compilations"] = runner.num_compilations
+    if process_index == 0:
+        print(open(os.path.join(args.results, name, "metrics.md")).read())
+        print(f"results: {os.path.join(args.results, name)}")
+    print(f"process {process_index}/{process_count}: compilations this run {runner.num_compilations} "
+          f"({how}, over {len(sequences)} sequences; 0 if every sequence was already done)")
+    if args.compare and process_index == 0:
         from jaxtrack.eval.plots import plot_success_precision
         named = {name: os.path.join(args.results, name)}
         named.update({os.path.basename(os.path.normpath(d)): d for d in args.compare})
-        plot_success_precision(named, sequences, os.path.join(args.results, name, "compare"))
-    return report
-
-
-def _run_parallel(args, tracker, name, sequences, process_index, process_count):
-    import jax
-    from jaxtrack.batch import BatchTracker, run_ope_batched
-    bt = BatchTracker(tracker, args.parallel)
-    info = {"tracker": args.tracker, "config": repr(tracker.config), "seed": args.seed,
-            "dataset": args.dataset, "weights": args.weights or "default",
-            "device": str(jax.local_devices()[0]), "jax": jax.__version__,
-            "parallel": args.parallel, "local_devices": bt.num_devices,
-            "processes": process_count, "bucket_policy": args.bucket_policy}
-    report = run_ope_batched(bt, name, sequences, args.results, seed=args.seed,
-                             overwrite=args.overwrite, bucket_policy=args.bucket_policy,
-                             process_index=process_index, process_count=process_count,
-                             wait_timeout=args.wait_timeout, extra_info=info,
-                             progress=not args.no_progress)
-    report["compilations"] = bt.num_compilations
-    if process_index == 0:
-        print(open(os.path.join(args.results, name, "metrics.md")).read())
-    print(f"process {process_index}/{process_count}: compilations {bt.num_compilations} "
-          f"(batched step/init per bucket; 0 if every sequence was already done), "
-          f"{bt.num_devices} local device(s), batch {args.parallel}")
+        plot_success_precision(ope.load_results(named, sequences), os.path.join(args.results, name, "compare"))
     return report
 
 

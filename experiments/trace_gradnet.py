@@ -39,7 +39,8 @@ def trace(tracker, seq, seed: int = 0):
     import jax.numpy as jnp
     import numpy as np
     from jaxtrack import boxes as bx
-    from jaxtrack.driver import JitTracker, pad_frame, sequence_key
+    from jaxtrack.driver import JitTracker
+    from jaxtrack.frames import pad_frame, sequence_key
 
     jt = JitTracker(tracker)
     first = pad_frame(seq.frame(0), where=f"{seq.name} frame 0")

@@ -524,12 +524,12 @@ def main(argv=None):
                                    "stats": frozen["update_stats"], "step": step + 1})
     final = merge(args.variant, jax.device_get(trainable), jax.device_get(frozen))
     if args.export and last == args.steps:
-        from jaxtrack import weights as W
+        from jaxtrack import checkpoints
         if args.variant == "siamfc":
             out = {"adjust": final["search"]["adjust"], "bias": final["bias"]}
         else:
             out = gradnet.trained_part(config, final)
-        W.save_variables(args.export, out)
+        checkpoints.save_variables(args.export, out)
         atomic_write_json(args.export + ".json", {
             "command": " ".join(["train_gradnet.py"] + (argv if argv is not None else sys.argv[1:])),
             "invoked_by": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),

@@ -232,11 +232,12 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
 
     config = atom.ATOMConfig(backbone="mobilenet_v2")
-    from jaxtrack import weights as W
-    backbone = W.mobilenet_v2_variables()
+    from jaxtrack import checkpoints
+    from jaxtrack.models import pretrained
+    backbone = pretrained.mobilenet_v2_variables()
     head = atom.init_head(config, jax.random.PRNGKey(args.seed))
     if args.init_from:
-        head = W.load_variables(args.init_from, {"adapter": head["adapter"], "iounet": head["iounet"]})
+        head = checkpoints.load_variables(args.init_from, {"adapter": head["adapter"], "iounet": head["iounet"]})
     trainable = {"adapter": head["adapter"], "iounet": head["iounet"]["params"]}
     stats = head["iounet"]["batch_stats"]
     n_dec = [int(args.steps * 0.6), int(args.steps * 0.85)]
@@ -319,7 +320,7 @@ def main(argv=None):
         head = {"adapter": trainable["adapter"], "iounet": {"params": trainable["iounet"], "batch_stats": stats}}
         if args.export_dtype == "float16":
             head = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float16), head)
-        W.save_variables(args.export, head)
+        checkpoints.save_variables(args.export, head)
         atomic_write_json(args.export + ".json", {
             "command": " ".join(["experiments/train_iounet.py"] + sys.argv[1:]),
             "steps_done": step, "steps_planned": args.steps, "batch": args.batch, "seed": args.seed,

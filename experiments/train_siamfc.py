@@ -217,12 +217,12 @@ def main(argv=None):
             save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state, "step": step + 1})
     final = jax.device_get(trainable)
     if args.export:
-        from jaxtrack import weights as W
+        from jaxtrack import checkpoints
         out = final["head"] if args.backbone == "mobilenet_v2" else \
             {"backbone": {"params": final["backbone"]["params"],
                           "batch_stats": jax.device_get(frozen)["backbone_stats"]},
              "head": final["head"]}
-        W.save_variables(args.export, out)
+        checkpoints.save_variables(args.export, out)
         atomic_write_json(args.export + ".json", {
             "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
             "schedule_steps": args.steps, "steps_done": int(last) if step0 < last else step0,

@@ -52,7 +52,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxtrack import boxes as bx
 from jaxtrack.core import Frame, Tracker
-from jaxtrack.driver import SequenceResult, bucket_shape, check_image, sequence_key
+from jaxtrack.driver import SequenceResult
+from jaxtrack.frames import bucket_shape, check_image, sequence_key
 
 BATCH_AXIS = "batch"
 
@@ -387,64 +388,3 @@ def _track_group(bt, sequences, bucket, seed, pool, results, on_done, batch_init
             slot.boxes[slot.t], slot.scores[slot.t], slot.times[slot.t] = out_boxes[s], out_scores[s], dt
             if slot.done:
                 finish(s)
-
-
-# ----------------------------------------------------------------------------- OPE
-
-def run_ope_batched(bt: BatchTracker, tracker_name: str, sequences, results_root, *, seed: int = 0,
-                    overwrite: bool = False, bucket_policy: str = "group", process_index: int = 0,
-                    process_count: int = 1, wait_timeout: float = 3600.0, extra_info=None,
-                    progress: bool = True) -> dict:
-    """:func:`jaxtrack.eval.ope.run_ope`, batched: same files, same resume rule.
-
-    This process tracks its share of the sequences (:func:`host_subset`) that are not
-    complete yet, writing each sequence's times then boxes atomically the moment it
-    finishes. Process 0 then waits (up to ``wait_timeout`` s; the results folder must be
-    shared) for every other share and writes the report with ``run_ope``'s scorer;
-    other processes return the report of their own share without writing one.
-    """
-    from pathlib import Path
-
-    from jaxtrack.eval import ope
-    from jaxtrack.fileio import atomic_write_text
-
-    sequences = list(sequences)
-    tracker_dir = Path(results_root) / tracker_name
-
-    def pending(seqs):
-        out = []
-        for seq in seqs:
-            why = None if overwrite else ope._check_complete(*ope.result_paths(tracker_dir, seq.name), len(seq))
-            if overwrite or why is not None:
-                if why not in (None, "missing"):
-                    import warnings
-                    warnings.warn(f"{tracker_name}/{seq.name}: {why}; running it again")
-                out.append(seq)
-        return out
-
-    mine = host_subset(sequences, process_index, process_count)
-    todo = pending(mine)
-    done = [0]
-
-    def write(seq, res: SequenceResult):
-        box_path, time_path = ope.result_paths(tracker_dir, seq.name)
-        atomic_write_text(time_path, ope.format_rows(res.times, "%.8f"))   # boxes last: they mark done
-        atomic_write_text(box_path, ope.format_rows(bx.to_dataset(res.boxes, seq.index_base), "%.4f"))
-        done[0] += 1
-        if progress:
-            print(f"[{tracker_name} p{process_index}] {done[0]}/{len(todo)} {seq.name}", flush=True)
-
-    if todo:
-        track_batched(bt, todo, seed, bucket_policy=bucket_policy, on_done=write)
-    if process_index != 0:
-        return ope.evaluate_results(tracker_dir, mine, extra_info=extra_info)
-    others = [s for s in sequences if s not in mine]
-    deadline = time.monotonic() + wait_timeout
-    while others and pending(others) and time.monotonic() < deadline:
-        time.sleep(1.0)
-
-    def missing(seq):
-        raise RuntimeError(f"{seq.name}: no complete result from process "
-                           f"{sequences.index(seq) % process_count} within {wait_timeout} s")
-    return ope.run_ope(tracker_name, sequences, missing, results_root, overwrite=False,
-                       progress=False, extra_info=extra_info)

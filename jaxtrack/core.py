@@ -1,4 +1,4 @@
-"""The tracker contract and the registry.
+"""The tracker contract, and the one build path every tracker shares.
 
 A tracker is four things:
 
@@ -7,11 +7,17 @@ A tracker is four things:
 * ``init(params, frame, box, key) -> state``;
 * ``track_step(params, state, frame) -> (state, TrackOutput)``.
 
-Both functions are pure and jittable: everything a tracker remembers between
-frames lives in ``state``, a pytree. ``frame`` is a :class:`Frame`: the image
-padded to a shape bucket plus its true size, so that sequences of different
-frame sizes share compiled code (see :mod:`jaxtrack.driver`). Boxes follow
+Both functions are pure and jittable: everything a tracker remembers between frames
+lives in ``state``, a pytree of fixed shapes. ``frame`` is a :class:`Frame`: the image
+padded to a shape bucket plus its true size (:mod:`jaxtrack.frames`). Boxes follow
 :mod:`jaxtrack.boxes` (0-based continuous ``xywh``).
+
+A tracker *module* (``jaxtrack/trackers/<name>.py``) provides ``Config`` (the frozen
+dataclass, validated in its ``__post_init__``), ``init(config, params, frame, box, key)``,
+``track_step(config, params, state, frame)`` and ``load_params(config, weights, seed,
+allow_random)``; :func:`build_tracker` turns it into a :class:`Tracker`. Two optional
+hooks: ``make_config(**overrides)`` (defaults that depend on a field) and
+``config_for_weights(config, weights)`` (settings read from the weights file).
 """
 from __future__ import annotations
 
@@ -56,30 +62,6 @@ class Tracker:
     track_step: Callable
 
 
-_REGISTRY: dict[str, Callable[..., Tracker]] = {}
-
-
-def register_tracker(name: str):
-    """Decorator: ``build(**overrides) -> Tracker`` becomes ``make_tracker(name, ...)``."""
-    def deco(build):
-        _REGISTRY[name] = build
-        return build
-    return deco
-
-
-def make_tracker(name: str, **overrides) -> Tracker:
-    """Build a registered tracker; ``overrides`` replace config fields (or name weights)."""
-    import jaxtrack.trackers  # noqa: F401  (registers the built-in trackers)
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown tracker {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**overrides)
-
-
-def available_trackers() -> list[str]:
-    import jaxtrack.trackers  # noqa: F401
-    return sorted(_REGISTRY)
-
-
 def replace_config(config, overrides: dict, where: str):
     """``dataclasses.replace`` that names the unknown field instead of a bare TypeError."""
     names = {f.name for f in dataclasses.fields(config)}
@@ -96,3 +78,27 @@ def bind_config(fn, config):
     bound.__name__ = bound.__qualname__ = f"{fn.__name__}"
     bound.__doc__ = fn.__doc__
     return bound
+
+
+def make_config(name: str, module, **overrides):
+    """The module's ``Config`` with ``overrides`` (through ``module.make_config`` when the
+    defaults depend on a field, as TADT's geometry depends on the backbone)."""
+    if hasattr(module, "make_config"):
+        return module.make_config(**overrides)
+    return replace_config(module.Config(), overrides, name)
+
+
+def build_tracker(name: str, module, *, weights: str | None = None, seed: int = 0,
+                  allow_random: bool = False, params=None, **overrides) -> Tracker:
+    """Config, then params (``module.load_params`` unless given), then the bound functions.
+
+    ``weights`` names a checkpoint (default: the tracker's committed one, if any);
+    ``allow_random`` permits untrained params where no checkpoint exists (tests, timing).
+    """
+    config = make_config(name, module, **overrides)
+    if params is None:
+        params = module.load_params(config, weights, seed, allow_random)
+        if hasattr(module, "config_for_weights"):      # e.g. TADT: VGG input normalisation
+            config = module.config_for_weights(config, weights)
+    return Tracker(name, config, params, bind_config(module.init, config),
+                   bind_config(module.track_step, config))

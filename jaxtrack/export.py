@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import io
 import json
-import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 
 FORMAT = "jaxtrack-export-v1"
 
@@ -200,11 +200,6 @@ def export_tracker(tracker, buckets, path: str, platforms=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- load / run
-
-def sequence_key(seed: int, name: str):
-    """Same key as :func:`jaxtrack.driver.sequence_key` (kept here so the loader needs no driver)."""
-    return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
 
 class ExportedTracker:
     """An exported tracker, reloaded: jitted ``init`` / ``step`` per bucket, params on device."""

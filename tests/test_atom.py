@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from jaxtrack.models import iounet as iou_lib
 from jaxtrack.models.resnet18 import ResNet18
-from jaxtrack.trackers import atom_classifier as clf
+from jaxtrack.trackers import atom_optim as optim
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -176,7 +176,7 @@ def test_load_pytracking_checkpoint_resnet18_and_iounet(pytracking_checkpoint):
 
 
 def test_wrong_shape_names_key(pytracking_checkpoint):
-    from jaxtrack.weights import load_state_dict
+    from jaxtrack.formats.torch_pickle import load_state_dict
     sd = load_state_dict(pytracking_checkpoint[0], allow_unknown_objects="skip")
     sd["bb_regressor.fc3_rt.linear.weight"] = np.zeros((256, 10), np.float32)
     with pytest.raises(ValueError, match="fc3_rt.linear.weight.*\\(256, 6400\\).*\\(256, 10\\)"):
@@ -214,16 +214,16 @@ def _problem(seed=0, n=8, d=24):
     w = jnp.full((n,), 1.0 / n)
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
     var = (jax.random.normal(k1, (4, 4, 16)) / 256, jax.random.normal(k2, (d, 16)) / np.sqrt(d))
-    res = lambda v: clf.joint_residuals(v, x, y, w, 0.1, 1e-4, 0.05)  # noqa: E731
+    res = lambda v: optim.joint_residuals(v, x, y, w, 0.1, 1e-4, 0.05)  # noqa: E731
     return res, var
 
 
 def test_gauss_newton_cg_beats_plain_gradient_descent_at_equal_cost():
     res, var = _problem()
-    _, gn = jax.jit(lambda v: clf.gauss_newton_cg(res, v, 3, 5))(var)
+    _, gn = jax.jit(lambda v: optim.gauss_newton_cg(res, v, 3, 5))(var)
     assert np.all(np.diff(np.asarray(gn)) < 0)               # every GN step lowers the loss
-    cost = clf.jacobian_products_gn(3, 5)
-    gd = [float(jax.jit(lambda v, s=s: clf.gradient_descent(res, v, cost, s, momentum=0.0))(var)[1][-1])
+    cost = optim.jacobian_products_gn(3, 5)
+    gd = [float(jax.jit(lambda v, s=s: optim.gradient_descent(res, v, cost, s, momentum=0.0))(var)[1][-1])
           for s in (1e-3, 3e-3, 1e-2, 2e-2)]               # plain GD, best of a step sweep
     assert float(gn[-1]) < min(np.nan_to_num(gd, nan=np.inf))
 
@@ -234,7 +234,7 @@ def test_apply_filter_matches_convolution():
     f = jnp.asarray(rng.standard_normal((4, 4, 5)), jnp.float32)
     ref = jax.lax.conv_general_dilated(x, f[..., None], (1, 1), ((2, 2), (2, 2)),
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))[..., 0]
-    np.testing.assert_allclose(clf.apply_filter(x, f), ref, atol=1e-4)
+    np.testing.assert_allclose(optim.apply_filter(x, f), ref, atol=1e-4)
 
 
 def _np_update_weights(sw, prev, num_init, lr, min_w):
@@ -261,7 +261,7 @@ def test_sample_memory_weights_match_pytracking():
     wj, pj = jnp.asarray(w), jnp.array(-1)
     for _ in range(20):
         ref, prev = _np_update_weights(ref, prev, num_init, 0.1, 0.25)
-        wj, pj = clf.update_sample_weights(wj, pj, num_init, 0.1, 0.25)
+        wj, pj = optim.update_sample_weights(wj, pj, num_init, 0.1, 0.25)
         assert int(pj) == prev
         np.testing.assert_allclose(np.asarray(wj), ref, atol=1e-6)
     assert abs(float(wj[:num_init].sum()) - 0.25) < 1e-5
@@ -293,17 +293,17 @@ def test_unknown_backbone_and_optimizer_raise():
 
 def test_float16_head_checkpoint_reads_back_as_float32(tmp_path):
     """``train_iounet.py --export-dtype float16`` halves the file; the tracker widens it."""
-    from jaxtrack import weights as W
+    from jaxtrack import checkpoints
     from jaxtrack.trackers import atom
     config = atom.ATOMConfig()
     head = atom.init_head(config, jax.random.PRNGKey(0))
     path = str(tmp_path / "head16.msgpack")
-    W.save_variables(path, jax.tree_util.tree_map(lambda v: np.asarray(v, np.float16), head))
-    loaded = W.load_variables(path, atom.init_head(config, jax.random.PRNGKey(1)))
+    checkpoints.save_variables(path, jax.tree_util.tree_map(lambda v: np.asarray(v, np.float16), head))
+    loaded = checkpoints.load_variables(path, atom.init_head(config, jax.random.PRNGKey(1)))
     for a, b in zip(jax.tree_util.tree_leaves(head), jax.tree_util.tree_leaves(loaded)):
         assert b.dtype == jnp.float32
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-3, atol=1e-4)
     bad = {"adapter": head["adapter"]}
-    W.save_variables(path, bad)
+    checkpoints.save_variables(path, bad)
     with pytest.raises(ValueError, match="missing keys"):
-        W.load_variables(path, head)
+        checkpoints.load_variables(path, head)

@@ -89,7 +89,7 @@ def test_batched_equals_one_at_a_time_on_six_real_sequences(otb_root):
                  att_pos_per_frame=2, att_neg_per_frame=2, chunk=16, long_interval=2)),
 ])
 def test_batched_periodic_updates_equal_one_at_a_time(name, kw):
-    """Trackers with online updates under ``lax.cond``-style schedules (ops.lazy_cond): slots
+    """Trackers with online updates under ``lax.cond``-style schedules (online.lazy_cond): slots
     started at different frames update on different steps, and each keeps its own result."""
     seqs = [make_sequence([22, i], num_frames=n, size=(96, 128), name=f"u{i}") for i, n in enumerate((5, 2, 4))]
     t = jaxtrack.make_tracker(name, **kw)

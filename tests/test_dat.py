@@ -122,12 +122,12 @@ def test_vggm_lrn_and_pool_match_torch():
 
 
 def test_folded_mobilenet_matches_the_flax_module(mobilenet_pt):
-    from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-    from jaxtrack.weights import mobilenet_v2_variables
+    from jaxtrack.models.mobilenet_v2 import MobileNetV2Features, fold_batchnorm, folded_features
+    from jaxtrack.models.pretrained import mobilenet_v2_variables
     v = mobilenet_v2_variables(mobilenet_pt)
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 107, 107, 3)) * 255
     ref = MobileNetV2Features(last_block=13).apply(v, x)
-    got = dat.mobilenet_v2_features(dat.fold_mobilenet_v2(v), x)
+    got = folded_features(fold_batchnorm(v, 13), x)
     assert got.shape == (2, 7, 7, 96)
     np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
 

@@ -7,8 +7,8 @@ import pytest
 import jaxtrack
 from jaxtrack.core import Frame
 from jaxtrack.data.synthetic import make_sequence
-from jaxtrack.driver import (BUCKET_LADDER, JitTracker, bucket_shape, check_image, pad_frame,
-                             run_sequence)
+from jaxtrack.driver import JitTracker, run_sequence
+from jaxtrack.frames import BUCKET_LADDER, bucket_shape, check_image, pad_frame
 
 
 @pytest.fixture(scope="module")

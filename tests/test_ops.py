@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxtrack import boxes as bx
-from jaxtrack import ops
+from jaxtrack import online, ops
 
 
 def _image(h=40, w=50, seed=0):
@@ -135,16 +135,16 @@ def test_lazy_cond_matches_cond_and_skips_the_branch_under_vmap():
     x = jnp.arange(6.0).reshape(2, 3)
     scale = jnp.array([2.0, 3.0])
     for pred in (True, False):
-        np.testing.assert_array_equal(jax.jit(step, static_argnums=3)(pred, x[0], scale[0], ops.lazy_cond),
+        np.testing.assert_array_equal(jax.jit(step, static_argnums=3)(pred, x[0], scale[0], online.lazy_cond),
                                       jax.jit(step, static_argnums=3)(pred, x[0], scale[0], jax.lax.cond))
     batched = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None)), static_argnums=3)
     mixed = jnp.array([True, False])
-    np.testing.assert_array_equal(batched(mixed, x, scale, ops.lazy_cond), batched(mixed, x, scale, jax.lax.cond))
-    np.testing.assert_array_equal(batched(mixed, x, scale, ops.lazy_cond)[1], x[1])
+    np.testing.assert_array_equal(batched(mixed, x, scale, online.lazy_cond), batched(mixed, x, scale, jax.lax.cond))
+    np.testing.assert_array_equal(batched(mixed, x, scale, online.lazy_cond)[1], x[1])
     jax.effects_barrier()
     calls.clear()
     none = jnp.array([False, False])
-    np.testing.assert_array_equal(batched(none, x, scale, ops.lazy_cond), x)
+    np.testing.assert_array_equal(batched(none, x, scale, online.lazy_cond), x)
     jax.effects_barrier()
     assert not calls, "the true branch ran although no slot asked for it"
     batched(none, x, scale, jax.lax.cond)

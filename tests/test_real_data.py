@@ -3,7 +3,8 @@ import pytest
 
 import jaxtrack
 from jaxtrack.data import load_dataset
-from jaxtrack.driver import JitTracker, bucket_shape, run_sequence
+from jaxtrack.driver import JitTracker, run_sequence
+from jaxtrack.frames import bucket_shape
 from jaxtrack.eval.metrics import aggregate, sequence_metrics
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxtrack
-from jaxtrack import weights as W
+from jaxtrack import checkpoints
 from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +35,7 @@ def ope_setup(tmp_path_factory):
     root = tmp / "data"
     write_got10k_layout(make_dataset(13, 5, num_frames=7, size=(120, 160)), str(root), split="val")
     head = tmp / "head.msgpack"          # a fixed random head: independent of the committed one
-    W.save_variables(str(head), jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2",
+    checkpoints.save_variables(str(head), jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2",
                                                       allow_random=True, seed=1).params["head"])
     base = ["--tracker", "siamfc", "--backbone", "mobilenet_v2", "--weights", str(head),
             "--dataset", "got10k", "--root", str(root), "--split", "val", "--no-progress", "--no-cache"]
@@ -108,7 +108,7 @@ def test_data_parallel_training_4_devices_matches_1(tmp_path):
     assert [r["step"] for r in l1] == [r["step"] for r in l4] == [1, 50]
     np.testing.assert_allclose([r["loss"] for r in l4], [r["loss"] for r in l1], rtol=1e-4)
     assert json.loads((tmp_path / "d4" / "h.msgpack.json").read_text())["devices"] == 4
-    four = W.load_variables(str(tmp_path / "d4" / "h.msgpack"), one["head"])
+    four = checkpoints.load_variables(str(tmp_path / "d4" / "h.msgpack"), one["head"])
     np.testing.assert_allclose(np.asarray(four["adjust"]["kernel"]), np.asarray(one["head"]["adjust"]["kernel"]),
                                rtol=1e-4, atol=1e-6)
 
@@ -161,5 +161,5 @@ def test_data_parallel_gradnet_training_4_devices_matches_1(tmp_path):
     from jaxtrack.trackers import gradnet
     config = gradnet.GradNetConfig()
     mine = gradnet.trained_part(config, final)
-    four = W.load_variables(str(tmp_path / "d4" / "h.msgpack"), mine)
+    four = checkpoints.load_variables(str(tmp_path / "d4" / "h.msgpack"), mine)
     _leaves_close(four, mine)

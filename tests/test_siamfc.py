@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import jaxtrack
-from jaxtrack import weights as W
+from jaxtrack import checkpoints
 from jaxtrack.data.synthetic import make_sequence
-from jaxtrack.driver import JitTracker, pad_frame, run_sequence
+from jaxtrack.driver import JitTracker, run_sequence
+from jaxtrack.frames import pad_frame
 from jaxtrack.eval.metrics import sequence_metrics
 from jaxtrack.trackers import siamfc
 
@@ -68,7 +69,7 @@ def test_wrong_shape_checkpoint_is_named(tmp_path):
     cfg = siamfc.SiamFCConfig(backbone="mobilenet_v2", adjust_channels=64)
     bad = siamfc.init_head(cfg, jax.random.PRNGKey(0))
     path = tmp_path / "head.msgpack"
-    W.save_variables(str(path), bad)
+    checkpoints.save_variables(str(path), bad)
     with pytest.raises(ValueError, match="adjust"):
         jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2", weights=str(path))
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -76,7 +77,7 @@ def test_wrong_shape_checkpoint_is_named(tmp_path):
 
 
 def test_trained_mobilenet_siamfc_tracks_a_synthetic_sequence():
-    if not os.path.exists(siamfc.default_checkpoint("mobilenet_v2")):
+    if not os.path.exists(checkpoints.default_checkpoint("siamfc", "mobilenet_v2")):
         pytest.fail("the committed SiamFC MobileNetV2 head is missing")
     jt = JitTracker(jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2"))
     aucs, random_aucs = [], []

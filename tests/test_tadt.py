@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxtrack
 from jaxtrack.models import vgg16 as V
 from jaxtrack.trackers import tadt as T
 
@@ -123,9 +124,9 @@ def test_vgg16_matconvnet_bad_shape_names_layer(vgg_state, tmp_path):
 
 def test_vgg16_needs_weights_unless_random():
     with pytest.raises(FileNotFoundError, match="vgg16"):
-        T.build(backbone="vgg16")
+        jaxtrack.make_tracker("tadt", backbone="vgg16")
     with pytest.raises(FileNotFoundError):
-        T.build(backbone="vgg16", weights="/nonexistent/vgg16.pth")
+        jaxtrack.make_tracker("tadt", backbone="vgg16", weights="/nonexistent/vgg16.pth")
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -333,7 +334,8 @@ def test_selection_modes_and_counts():
 
 def test_tadt_tracks_a_synthetic_sequence(mobilenet_pt):
     from jaxtrack.data.synthetic import make_sequence
-    from jaxtrack.driver import JitTracker, pad_frame, run_sequence
+    from jaxtrack.driver import JitTracker, run_sequence
+    from jaxtrack.frames import pad_frame
     from jaxtrack import boxes as bx
     import jaxtrack
     tracker = jaxtrack.make_tracker("tadt", **SMALL)
@@ -354,7 +356,8 @@ def test_tadt_real_data(otb_root, mobilenet_pt):
     """Target-aware TADT (MobileNetV2 stand-in) on two real OTB sequences."""
     import jaxtrack
     from jaxtrack.data import load_dataset
-    from jaxtrack.driver import JitTracker, pad_frame, run_sequence
+    from jaxtrack.driver import JitTracker, run_sequence
+    from jaxtrack.frames import pad_frame
     from jaxtrack.eval.metrics import sequence_metrics
     jt = JitTracker(jaxtrack.make_tracker("tadt"))
     seqs = load_dataset("otb", otb_root, sequences=["Crossing", "Couple"])

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from jaxtrack import tf_checkpoint as T
+from jaxtrack.formats import tf_checkpoint as T
 
 # ------------------------------------------------------------------ test-only writer
 

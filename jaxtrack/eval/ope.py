@@ -20,19 +20,24 @@ The mean fps is the total of those frames over the total of their times.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from tqdm import tqdm
 
 from jaxtrack import boxes as B
 from jaxtrack.eval import metrics as M
-from jaxtrack.eval.plots import format_score, plot_success_precision
+from jaxtrack.eval.plots import plot_success_precision
+from jaxtrack.eval.report import sequence_table
 from jaxtrack.fileio import atomic_write_json, atomic_write_text
 
 FPS_NOTE = "fps excludes frame 0 (initialisation): (frames - 1) / sum(times[1:])"
@@ -94,7 +99,7 @@ def read_times(path, strict: bool = False) -> np.ndarray:
     return read_table(path, 1 if strict else None)[:, 0]
 
 
-def _check_complete(box_path: Path, time_path: Path, n: int) -> str | None:
+def check_complete(box_path: Path, time_path: Path, n: int) -> str | None:
     """``None`` if both files exist, parse and have ``n`` lines; otherwise why not."""
     if not box_path.exists():
         return "missing"
@@ -232,43 +237,125 @@ def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> di
                    "unreadable": unreadable, "info": extra_info, "fps_note": FPS_NOTE})
 
 
-def sequence_table(report: dict) -> str:
-    """Markdown table of one tracker's report: a row per sequence and a mean row."""
-    lines = ["| Sequence | Frames | AUC | Prec@20 | Norm. Prec | FPS |",
-             "|---|---:|---:|---:|---:|---:|"]
-    rows = list(report["per_sequence"].items()) + [("**mean**", report["mean"])]
-    for name, m in rows:
-        lines.append(f"| {name} | {m.get('frames', '')} | {format_score(m.get('auc'))} | "
-                     f"{format_score(m.get('prec20'))} | {format_score(m.get('norm_prec'))} | "
-                     f"{format_score(m.get('fps'), '%.1f')} |")
-    if report.get("missing"):
-        lines += ["", "Missing results: " + ", ".join(report["missing"])]
-    if report.get("unreadable"):
-        lines += ["", "Unreadable results: " + ", ".join(report["unreadable"])]
-    return "\n".join(lines) + "\n"
-
-
 def write_report(tracker_dir, tracker_name: str, report: dict) -> None:
     """Write ``metrics.json``, ``metrics.md``, ``success.png`` and ``precision.png``."""
     d = Path(tracker_dir)
     atomic_write_json(d / "metrics.json", report)
     atomic_write_text(d / "metrics.md", f"# {tracker_name}\n\n{FPS_NOTE}\n\n" + sequence_table(report))
     if report["mean"]:
-        plot_success_precision({tracker_name: report}, None, d)
+        plot_success_precision({tracker_name: report}, d)
+
+
+# ----------------------------------------------------------------------------- reading several
+
+def load_results(named: Mapping, sequences=None) -> dict:
+    """``{name: report}`` from reports, ``metrics.json`` paths or result folders (ours or
+    another toolkit's, scored on ``sequences``; without them a folder's ``metrics.json``)."""
+    out = {}
+    for name, entry in named.items():
+        if isinstance(entry, (str, os.PathLike)):
+            p = Path(entry)
+            if p.is_file():
+                entry = json.loads(p.read_text())
+            elif sequences is None:
+                if not (p / "metrics.json").is_file():
+                    raise ValueError(f"{p}: pass sequences to score a folder without metrics.json")
+                entry = json.loads((p / "metrics.json").read_text())
+            else:
+                entry = evaluate_results(p, sequences)
+        out[name] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------- which run a folder holds
+
+RUN_FILE = "run.json"
+
+
+def run_identity(tracker, *, variant: str = "default", seed: int = 0, **extra) -> dict:
+    """What determines a tracker's boxes: its name, variant, full config, the fingerprint of
+    its params and the seed (plus ``extra``, e.g. the dataset)."""
+    from jaxtrack.checkpoints import fingerprint
+    return {"tracker": tracker.name, "variant": variant, "config": repr(tracker.config),
+            "params_sha256": fingerprint(tracker.params), "seed": seed, **extra}
+
+
+def run_name(identity: dict) -> str:
+    """``<tracker>_<backbone>_<variant>_<hash>``: the results folder of a run, the hash (8 hex
+    digits) over the whole identity, so another config, weights or seed gets another folder."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    backbone = re.search(r"backbone='([^']*)'", identity["config"])
+    parts = [identity["tracker"]] + ([backbone.group(1)] if backbone else []) + [identity["variant"], digest]
+    return "_".join(parts)
+
+
+def claim_folder(tracker_dir, identity: dict, *, overwrite: bool = False) -> None:
+    """Record ``identity`` in ``<tracker_dir>/run.json``, or check it against the one there:
+    results made by another config, other weights or another seed are never mixed with
+    these. A folder with result files but no ``run.json`` is refused too (unless
+    ``overwrite``, which starts it afresh)."""
+    d = Path(tracker_dir)
+    path = d / RUN_FILE
+    if path.is_file() and not overwrite:
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if diff:
+            shown = "; ".join(f"{k}: recorded {old.get(k)!r}, now {identity.get(k)!r}" for k in diff[:3])
+            raise RunMismatchError(f"{d}: holds results of another run ({shown}); use another "
+                                   "--results / --name, or --overwrite to replace them")
+        return
+    if not overwrite and d.is_dir() and any(d.glob("*.txt")):
+        raise RunMismatchError(f"{d}: has result files but no {RUN_FILE}, so what made them is unknown; "
+                               "use another --results / --name, or --overwrite to replace them")
+    atomic_write_json(path, identity)
+
+
+class RunMismatchError(RuntimeError):
+    """A results folder holds the results of a different run."""
 
 
 # ----------------------------------------------------------------------------- running
 
+def pending(tracker_dir, sequences, *, overwrite: bool = False, label: str = "") -> list:
+    """The sequences whose result and times files are not both complete (all if
+    ``overwrite``); a partial or corrupt pair is redone with a warning."""
+    out = []
+    for seq in sequences:
+        why = "overwrite" if overwrite else check_complete(*result_paths(tracker_dir, seq.name), len(seq))
+        if why is None:
+            continue
+        if why not in ("missing", "overwrite"):
+            warnings.warn(f"{label or tracker_dir}/{seq.name}: {why}; running it again")
+        out.append(seq)
+    return out
+
+
+def write_sequence_result(tracker_dir, seq, boxes, times) -> None:
+    """A sequence's times then boxes (dataset convention), each atomically: the boxes file,
+    written last, is what marks the sequence as done."""
+    n = len(seq)
+    boxes = np.asarray(boxes, np.float64)
+    times = np.asarray(times, np.float64).reshape(-1)
+    if boxes.shape != (n, 4) or times.shape != (n,):
+        raise ValueError(f"{seq.name}: got boxes {boxes.shape} and times {times.shape} for {n} "
+                         f"frames (want ({n}, 4) and ({n},))")
+    box_path, time_path = result_paths(tracker_dir, seq.name)
+    atomic_write_text(time_path, format_rows(times, "%.8f"))
+    atomic_write_text(box_path, format_rows(B.to_dataset(boxes, seq.index_base), "%.4f"))
+
+
 def run_ope(tracker_name: str, sequences, track_fn: Callable, results_root, *,
-            overwrite: bool = False, progress: bool = True, extra_info=None) -> dict:
+            overwrite: bool = False, progress: bool = True, extra_info=None,
+            identity: dict | None = None) -> dict:
     """Run ``track_fn`` on every sequence not done yet, then score all of them.
 
     ``track_fn(seq) -> (boxes, times)``: ``boxes`` (N, 4) in jaxtrack's convention,
     ``times`` (N,) seconds per frame. Results go to ``<results_root>/<tracker_name>/``
     (see the module docstring). A sequence with complete result and times files is
     skipped unless ``overwrite``; a partial or corrupt one is redone with a warning.
-    An exception from ``track_fn`` propagates; the sequences finished before it keep
-    their (complete) files, so calling ``run_ope`` again resumes.
+    ``identity`` (:func:`run_identity`) is recorded in the folder and checked on a rerun
+    (:func:`claim_folder`). An exception from ``track_fn`` propagates; the sequences
+    finished before it keep their (complete) files, so calling ``run_ope`` again resumes.
 
     Returns the report also written to ``metrics.json`` (see ``evaluate_results``).
     """
@@ -277,30 +364,61 @@ def run_ope(tracker_name: str, sequences, track_fn: Callable, results_root, *,
     if len(set(names)) != len(names):
         raise ValueError("sequence names must be unique (they name the result files)")
     tracker_dir = Path(results_root) / tracker_name
-
-    bar = tqdm(sequences, desc=tracker_name, unit="seq", file=sys.stderr, disable=not progress)
+    if identity is not None:
+        claim_folder(tracker_dir, identity, overwrite=overwrite)
+    todo = pending(tracker_dir, sequences, overwrite=overwrite, label=tracker_name)
+    bar = tqdm(todo, desc=tracker_name, unit="seq", file=sys.stderr, disable=not progress)
     for seq in bar:
         bar.set_postfix_str(seq.name)
-        box_path, time_path = result_paths(tracker_dir, seq.name)
-        n = len(seq)
-        if not overwrite:
-            why = _check_complete(box_path, time_path, n)
-            if why is None:
-                continue  # done in an earlier run: never recomputed
-            if why != "missing":
-                warnings.warn(f"{tracker_name}/{seq.name}: {why}; running it again")
-
-        pred, times = track_fn(seq)
-        pred = np.asarray(pred, np.float64)
-        times = np.asarray(times, np.float64).reshape(-1)
-        if pred.shape != (n, 4) or times.shape != (n,):
-            raise ValueError(f"{seq.name}: track_fn returned boxes {pred.shape} and times "
-                             f"{times.shape} for {n} frames (want ({n}, 4) and ({n},))")
-        # times first, boxes last: the result file is what marks a sequence as done
-        atomic_write_text(time_path, format_rows(times, "%.8f"))
-        atomic_write_text(box_path, format_rows(B.to_dataset(pred, seq.index_base), "%.4f"))
+        write_sequence_result(tracker_dir, seq, *track_fn(seq))
     bar.close()
+    return finish_ope(tracker_name, tracker_dir, sequences, extra_info)
 
+
+def finish_ope(tracker_name: str, tracker_dir, sequences, extra_info=None) -> dict:
+    """Score the folder on ``sequences`` and write ``metrics.json`` / ``.md`` and the plots."""
     report = evaluate_results(tracker_dir, sequences, extra_info=extra_info)
     write_report(tracker_dir, tracker_name, report)
     return report
+
+
+def run_ope_batched(bt, tracker_name: str, sequences, results_root, *, seed: int = 0,
+                    overwrite: bool = False, bucket_policy: str = "group", process_index: int = 0,
+                    process_count: int = 1, wait_timeout: float = 3600.0, extra_info=None,
+                    progress: bool = True, identity: dict | None = None) -> dict:
+    """:func:`run_ope` with a :class:`jaxtrack.batch.BatchTracker`: same files, same resume rule.
+
+    This process tracks its share of the sequences (:func:`jaxtrack.batch.host_subset`)
+    that are not complete yet, writing each sequence's files the moment it finishes.
+    Process 0 then waits (up to ``wait_timeout`` s; the results folder must be shared) for
+    every other share and writes the report; other processes return the report of their
+    own share without writing one.
+    """
+    from jaxtrack.batch import host_subset, track_batched
+    sequences = list(sequences)
+    tracker_dir = Path(results_root) / tracker_name
+    if identity is not None and process_index == 0:
+        claim_folder(tracker_dir, identity, overwrite=overwrite)
+    mine = host_subset(sequences, process_index, process_count)
+    todo = pending(tracker_dir, mine, overwrite=overwrite, label=tracker_name)
+    done = [0]
+
+    def write(seq, res):
+        write_sequence_result(tracker_dir, seq, res.boxes, res.times)
+        done[0] += 1
+        if progress:
+            print(f"[{tracker_name} p{process_index}] {done[0]}/{len(todo)} {seq.name}", flush=True)
+
+    if todo:
+        track_batched(bt, todo, seed, bucket_policy=bucket_policy, on_done=write)
+    if process_index != 0:
+        return evaluate_results(tracker_dir, mine, extra_info=extra_info)
+    others = [s for s in sequences if s not in mine]
+    deadline = time.monotonic() + wait_timeout
+    while others and pending(tracker_dir, others) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    late = pending(tracker_dir, sequences)
+    if late:
+        raise RuntimeError(f"{late[0].name}: no complete result from process "
+                           f"{sequences.index(late[0]) % process_count} within {wait_timeout} s")
+    return finish_ope(tracker_name, tracker_dir, sequences, extra_info)

@@ -1,4 +1,4 @@
-"""Success / precision plots and markdown tables comparing trackers.
+"""Success / precision plots comparing trackers, drawn from report dicts.
 
 Plots are drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas, so they
 never touch pyplot's global state or need a display, and are saved atomically.
@@ -7,42 +7,21 @@ Legends read ``name: [score]`` and are sorted best first, as got10k draws them.
 from __future__ import annotations
 
 import io
-import json
-import os
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from jaxtrack.eval import metrics as M
+from jaxtrack.eval.report import format_score
 from jaxtrack.fileio import atomic_write_bytes
 
 _STYLES = [c + m for m in ("-", "--", "-.") for c in [""] * 10]  # got10k's line styles
 
 
-def format_score(x, fmt: str = "%.3f") -> str:
-    """A score for a table; ``-`` when unknown."""
-    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else fmt % x
-
-
-def _summary(entry, sequences) -> dict:
-    """The overall scores and curves of one entry of ``plot_success_precision``.
-
-    ``entry`` is a report (``run_ope`` / ``evaluate_results`` output, or its
-    ``metrics.json`` path), an ``aggregate`` dict, or a folder of result files. A
-    folder is scored on ``sequences``; without sequences its ``metrics.json`` is used.
-    """
-    if isinstance(entry, (str, os.PathLike)):
-        p = Path(entry)
-        if p.is_file():
-            entry = json.loads(p.read_text())
-        elif sequences is None:
-            if not (p / "metrics.json").is_file():
-                raise ValueError(f"{p}: pass sequences to score a folder without metrics.json")
-            entry = json.loads((p / "metrics.json").read_text())
-        else:
-            from jaxtrack.eval.ope import evaluate_results
-            entry = evaluate_results(p, sequences)
+def _summary(entry) -> dict:
+    """The overall scores and curves of a report (``evaluate_results`` output) or an
+    ``aggregate`` dict."""
     summary = entry.get("mean", entry) if isinstance(entry, Mapping) else None
     if not summary or "success_curve" not in summary:
         raise ValueError("no curves to plot (empty report?)")
@@ -71,16 +50,14 @@ def _plot_curves(ax, summaries, x, curve_key, score_key, fmt):
     ax.legend(loc="lower left" if curve_key == "success_curve" else "lower right", fontsize=7.4)
 
 
-def plot_success_precision(named_results: Mapping, sequences, out_dir, *,
-                           title: str = "OPE") -> dict:
+def plot_success_precision(named_results: Mapping, out_dir, *, title: str = "OPE") -> dict:
     """Draw one success plot and one precision plot comparing several trackers.
 
-    ``named_results`` maps a legend name to a report dict, a ``metrics.json`` path, an
-    ``aggregate`` dict or a result folder (ours or another toolkit's; scored on
-    ``sequences``, which may be ``None`` when every entry already has its curves).
-    Writes ``success.png`` and ``precision.png`` in ``out_dir``; returns their paths.
+    ``named_results`` maps a legend name to a report dict or an ``aggregate`` dict (result
+    folders and ``metrics.json`` files: :func:`jaxtrack.eval.ope.load_results`). Writes
+    ``success.png`` and ``precision.png`` in ``out_dir``; returns their paths.
     """
-    summaries = {name: _summary(entry, sequences) for name, entry in named_results.items()}
+    summaries = {name: _summary(entry) for name, entry in named_results.items()}
     out = Path(out_dir)
 
     def success(ax):
@@ -97,20 +74,3 @@ def plot_success_precision(named_results: Mapping, sequences, out_dir, *,
     atomic_write_bytes(paths["success"], _figure_png(success))
     atomic_write_bytes(paths["precision"], _figure_png(precision))
     return paths
-
-
-def markdown_table(metrics_by_tracker: Mapping) -> str:
-    """Markdown table, one row per tracker, best AUC first.
-
-    Values are reports (``run_ope`` / ``evaluate_results``; their ``mean`` is used) or
-    ``aggregate`` dicts.
-    """
-    rows = {name: (m.get("mean", m) or {}) for name, m in metrics_by_tracker.items()}
-    lines = ["| Tracker | AUC | Prec@20 | Norm. Prec | AO | SR@0.5 | FPS |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for name in sorted(rows, key=lambda n: -(rows[n].get("auc") or 0.0)):
-        m = rows[name]
-        lines.append(f"| {name} | {format_score(m.get('auc'))} | {format_score(m.get('prec20'))} | "
-                     f"{format_score(m.get('norm_prec'))} | {format_score(m.get('ao'))} | "
-                     f"{format_score(m.get('sr50'))} | {format_score(m.get('fps'), '%.1f')} |")
-    return "\n".join(lines) + "\n"

@@ -129,3 +129,21 @@ def alexnet_from_siamfc_torch(state_dict: dict) -> dict:
             stats[f"bn{i}"] = {"mean": take(f"{name}.1.running_mean", (cout,)),
                                "var": take(f"{name}.1.running_var", (cout,))}
     return {"params": params, "batch_stats": stats}
+
+
+def alexnet_from_tf_tensors(tensors: dict, scope: str, where: str, tf_bn_eps: float = 1e-3) -> dict:
+    """SiamFC AlexNet flax variables from TensorFlow tensors named ``siamese/<scope><i>/...``
+    (GradNet's official layout: ``scope`` is ``"scala{}"`` or ``"scala{}_z"``)."""
+    params, stats = {}, {}
+    for i, (name, (cout, k, _, g, has_bn)) in enumerate(LAYERS.items(), start=1):
+        pre = f"siamese/{scope.format(i)}"
+        take = lambda key, shape: take_checked(tensors, f"{pre}/{key}", shape, where)  # noqa: E731
+        params[name] = {"kernel": take("conv/weights", (k, k, IN_CHANNELS[name] // g, cout)),
+                        "bias": take("conv/biases", (cout,))}
+        if has_bn:
+            params[f"bn{i}"] = {"scale": take("bn/gamma", (cout,)), "bias": take("bn/beta", (cout,))}
+            # TF adds its eps (1e-3), flax's BN here 1e-6: fold the difference into the variance
+            stats[f"bn{i}"] = {"mean": take("bn/moving_mean", (cout,)),
+                               "var": take("bn/moving_variance", (cout,)) + (tf_bn_eps - BN_EPS)}
+    return {"params": params, "batch_stats": stats}
+

@@ -190,7 +190,7 @@ def load_pytracking_atom(path) -> dict:
     ATOM checkpoint (``atom_default.pth``). Read safely: the pickled ``constructor`` entry
     becomes an inert placeholder and nothing it names is imported or run."""
     from jaxtrack.models.resnet18 import resnet18_from_torch
-    from jaxtrack.weights import load_state_dict
+    from jaxtrack.formats.torch_pickle import load_state_dict
     sd = load_state_dict(path, allow_unknown_objects="skip")
     if not any(k.startswith("bb_regressor.") for k in sd):
         raise KeyError(f"{path}: no 'bb_regressor.*' tensors: not a pytracking ATOM checkpoint")

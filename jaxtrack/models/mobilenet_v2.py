@@ -21,7 +21,7 @@ features.14 → 2, features.15..17 → 4.
 
 BatchNorm is frozen by default (``train=False`` uses the running statistics).
 Weights: :func:`mobilenet_v2_from_torch` converts a torchvision (or the older flat
-``conv.0 … conv.7``) state dict; :func:`jaxtrack.weights.mobilenet_v2_variables` finds
+``conv.0 … conv.7``) state dict; :func:`jaxtrack.models.pretrained.mobilenet_v2_variables` finds
 the ImageNet weights.
 """
 from __future__ import annotations
@@ -29,7 +29,9 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from jaxtrack.models import take_checked
@@ -192,6 +194,59 @@ class MobileNetV2Features(nn.Module):
             x = ConvBN(LAST_CHANNELS, 1, name=f"features_{NUM_BLOCKS - 1}")(x, train)
             out[NUM_BLOCKS - 1] = x
         return {t: out[t] for t in taps} if taps else x
+
+
+# --------------------------------------------------------------------------------------
+# BatchNorm folded into the convolutions: a pure function of the weights.
+
+def fold_batchnorm(variables, last_block: int):
+    """Fold frozen BatchNorm into conv kernels/biases of MobileNetV2 features.0..last_block."""
+    p, s = variables["params"], variables["batch_stats"]
+
+    def fold(pp, ss):
+        scale = pp["bn"]["scale"] / jnp.sqrt(ss["bn"]["var"] + BN_EPS)
+        return {"kernel": pp["conv"]["kernel"] * scale,
+                "bias": pp["bn"]["bias"] - ss["bn"]["mean"] * scale}
+
+    out = {"features_0": fold(p["features_0"], s["features_0"])}
+    for i in range(1, last_block + 1):
+        name = f"features_{i}"
+        out[name] = {k: fold(p[name][k], s[name][k]) for k in p[name]}
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), out)
+
+
+def _depthwise3x3(x, kernel, stride):
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = (x.shape[1] - 1) // stride + 1, (x.shape[2] - 1) // stride + 1
+    out = 0.0
+    for i in range(3):
+        for j in range(3):
+            out = out + xp[:, i:i + (h - 1) * stride + 1:stride, j:j + (w - 1) * stride + 1:stride] * kernel[i, j, 0]
+    return out
+
+
+def folded_features(p, images, act6=jax.nn.relu6, last_block: int = 13):
+    """MobileNetV2 features.0..last_block with folded BN, as a pure function of ``p``.
+
+    Same result as :class:`MobileNetV2Features` (0-255 input, ``p`` from
+    :func:`fold_batchnorm`), but the ReLU6 is an argument (guided backprop needs its own).
+    """
+    x = normalize(images)
+    stem = p["features_0"]
+    x = lax.conv_general_dilated(x, stem["kernel"], (2, 2), ((1, 1), (1, 1)),
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = act6(x + stem["bias"])
+    for spec in block_specs():
+        if spec.index > last_block:
+            break
+        bp = p[f"features_{spec.index}"]
+        h = x
+        if "expand" in bp:
+            h = act6(jnp.einsum("bhwc,cd->bhwd", h, bp["expand"]["kernel"][0, 0]) + bp["expand"]["bias"])
+        h = act6(_depthwise3x3(h, bp["depthwise"]["kernel"], spec.stride) + bp["depthwise"]["bias"])
+        h = jnp.einsum("bhwc,cd->bhwd", h, bp["project"]["kernel"][0, 0]) + bp["project"]["bias"]
+        x = h + x if (spec.stride == 1 and spec.in_ch == spec.out_ch) else h
+    return x
 
 
 # --------------------------------------------------------------------------------------

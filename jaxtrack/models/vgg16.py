@@ -14,7 +14,7 @@ Input: NHWC RGB, pixel values 0-255. ``normalization``:
   ``imagenet-vgg-verydeep-16.mat`` (it subtracts 128, not the average image).
 
 Converters: :func:`vgg16_from_torch` (state dict, e.g. from
-:func:`jaxtrack.weights.load_state_dict`) and :func:`vgg16_from_matconvnet` (the ``.mat``
+:func:`jaxtrack.formats.torch_pickle.load_state_dict`) and :func:`vgg16_from_matconvnet` (the ``.mat``
 file, read with ``scipy.io.loadmat``; both the ``weights`` cell layout of MatConvNet
 >= beta and the older ``filters``/``biases`` fields). :func:`load_vgg16_variables` picks
 by file extension. Every tensor's shape is checked against the network.
@@ -159,9 +159,15 @@ def vgg16_from_matconvnet(path_or_mat) -> dict:
     return {"params": params}
 
 
+def normalization_for(path: str) -> str:
+    """The input normalisation a weights file was trained with: ``.mat`` files are
+    MatConvNet's, anything else torchvision's."""
+    return "matconvnet" if str(path).endswith(".mat") else "torchvision"
+
+
 def load_vgg16_variables(path: str) -> tuple[dict, str]:
     """Variables and the matching ``normalization`` from a ``.mat`` or a torch ``.pth``."""
-    if str(path).endswith(".mat"):
+    if normalization_for(path) == "matconvnet":
         return vgg16_from_matconvnet(path), "matconvnet"
-    from jaxtrack.weights import load_state_dict
+    from jaxtrack.formats.torch_pickle import load_state_dict
     return vgg16_from_torch(load_state_dict(path)), "torchvision"

@@ -34,13 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxtrack import ops
-from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
-                           replace_config)
-from jaxtrack.models import iounet as iou_lib
-from jaxtrack.trackers import atom_classifier as clf
+from jaxtrack import checkpoints, models, online, ops
+from jaxtrack.core import Frame, TrackOutput
+from jaxtrack.models import iounet
+from jaxtrack.trackers import atom_optim as optim
 
-CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
+# backbone -> (module options, the two tapped layers: IoU-Net's stride-8 and stride-16 inputs)
+BACKBONES = {"mobilenet_v2": (dict(taps=(6, 13)), (6, 13)),
+             "resnet18": (dict(taps=("layer2", "layer3")), ("layer2", "layer3"))}
+OPTIMIZERS = ("gn_cg", "gd")
 
 ROTATIONS = (5, -5, 10, -10, 20, -20, 30, -30, 45, -45, -60, 60)
 BLURS = ((2, 0.2), (0.2, 2), (3, 1), (1, 3), (2, 2))
@@ -94,6 +96,13 @@ class ATOMConfig:
     box_refinement_step_length: float = 1.0
     iounet_k: int = 3
 
+    def __post_init__(self):
+        models.check_backbone("atom", self.backbone, BACKBONES)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"atom: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+
+
+Config = ATOMConfig
 
 class ATOMState(NamedTuple):
     pos: Any              # (2,) target centre cx, cy
@@ -172,40 +181,33 @@ def gaussian_blur(img, sigma):
 # ------------------------------------------------------------------ features
 
 def backbone_module(config: ATOMConfig):
-    if config.backbone == "mobilenet_v2":
-        from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-        return MobileNetV2Features(taps=(6, 13))
-    if config.backbone == "resnet18":
-        from jaxtrack.models.resnet18 import ResNet18
-        return ResNet18(taps=("layer2", "layer3"))
-    raise ValueError(f"unknown ATOM backbone {config.backbone!r} (mobilenet_v2 | resnet18)")
+    return models.backbone(config.backbone, **BACKBONES[config.backbone][0])
 
 
 def backbone_features(config: ATOMConfig, backbone_vars, crops):
     """Raw stride-8 and stride-16 features of ``[N, 288, 288, 3]`` crops (0-255)."""
     out = backbone_module(config).apply(backbone_vars, crops)
-    if config.backbone == "mobilenet_v2":
-        return out[6], out[13]
-    return out["layer2"], out["layer3"]
+    tap8, tap16 = BACKBONES[config.backbone][1]
+    return out[tap8], out[tap16]
 
 
 def iounet_module():
-    return iou_lib.AtomIoUNet()
+    return iounet.AtomIoUNet()
 
 
 def iou_features(params, f3, f4):
     """IoU-Net test-branch maps of raw backbone features (adapters applied first)."""
-    a3, a4 = iou_lib.adapt(params.get("adapter"), (f3, f4))
-    return iounet_module().apply(params["iounet"], a3, a4, method=iou_lib.AtomIoUNet.get_iou_feat)
+    a3, a4 = iounet.adapt(params.get("adapter"), (f3, f4))
+    return iounet_module().apply(params["iounet"], a3, a4, method=iounet.AtomIoUNet.get_iou_feat)
 
 
 def modulation(params, f3, f4, boxes):
-    a3, a4 = iou_lib.adapt(params.get("adapter"), (f3, f4))
-    return iounet_module().apply(params["iounet"], a3, a4, boxes, method=iou_lib.AtomIoUNet.get_modulation)
+    a3, a4 = iounet.adapt(params.get("adapter"), (f3, f4))
+    return iounet_module().apply(params["iounet"], a3, a4, boxes, method=iounet.AtomIoUNet.get_modulation)
 
 
 def predict_iou(params, mod, feats, boxes):
-    return iounet_module().apply(params["iounet"], mod, feats, boxes, method=iou_lib.AtomIoUNet.predict_iou)
+    return iounet_module().apply(params["iounet"], mod, feats, boxes, method=iounet.AtomIoUNet.predict_iou)
 
 
 # ------------------------------------------------------------------ classifier pieces
@@ -222,13 +224,13 @@ def label_map(config: ATOMConfig, center_px, sigma):
 
 def optimize_filter(config: ATOMConfig, state: ATOMState, num_cg: int):
     """One GN step (``num_cg`` CG iterations) on the filter over the sample memory."""
-    res = lambda f: clf.filter_residuals(f, state.samples, state.labels, state.weights,  # noqa: E731
+    res = lambda f: optim.filter_residuals(f, state.samples, state.labels, state.weights,  # noqa: E731
                                          config.filter_reg, config.response_mlu)
     if config.optimizer == "gd":
-        filt, losses = clf.gradient_descent(res, state.filt, clf.jacobian_products_gn(1, num_cg),
+        filt, losses = optim.gradient_descent(res, state.filt, optim.jacobian_products_gn(1, num_cg),
                                             config.gd_step, config.gd_momentum)
     else:
-        filt, losses = clf.gauss_newton_cg(res, state.filt, 1, num_cg)
+        filt, losses = optim.gauss_newton_cg(res, state.filt, 1, num_cg)
     return filt, losses[-1]
 
 
@@ -341,7 +343,7 @@ def first_frame_training_set(config: ATOMConfig, params, frame: Frame, pos, scal
         crops.append(crop)
         centres.append(size / 2 + shift)
     f3, f4 = backbone_features(config, params["backbone"], jnp.stack(crops))
-    x = clf.normalize_features(f4)
+    x = optim.normalize_features(f4)
     centres = jnp.stack(centres)
     if config.augment and config.dropout_num > 0:
         keep = jax.random.bernoulli(k_drop, 1 - config.dropout_prob, (config.dropout_num, 1, 1, x.shape[-1]))
@@ -373,22 +375,22 @@ def init(config: ATOMConfig, params, frame: Frame, box, key) -> ATOMState:
     y = jax.vmap(lambda c: label_map(config, c, sigma))(centres)
     w = jnp.full((n,), 1.0 / n, jnp.float32)
     filt, proj = _init_filter_projection(config, k_init, x.shape[-1])
-    res = lambda v: clf.joint_residuals(v, x, y, w, config.filter_reg, config.projection_reg,  # noqa: E731
+    res = lambda v: optim.joint_residuals(v, x, y, w, config.filter_reg, config.projection_reg,  # noqa: E731
                                         config.response_mlu)
     if config.optimizer == "gd":
-        (filt, proj), losses = clf.gradient_descent(
-            res, (filt, proj), clf.jacobian_products_gn(config.init_gn_iter, config.init_cg_iter),
+        (filt, proj), losses = optim.gradient_descent(
+            res, (filt, proj), optim.jacobian_products_gn(config.init_gn_iter, config.init_cg_iter),
             config.gd_step, config.gd_momentum)
     else:
         precond = (jnp.full(filt.shape, 1 / config.filter_reg), jnp.full(proj.shape, 1 / config.projection_reg)) \
             if config.precondition else None
-        (filt, proj), losses = clf.gauss_newton_cg(res, (filt, proj), config.init_gn_iter,
+        (filt, proj), losses = optim.gauss_newton_cg(res, (filt, proj), config.init_gn_iter,
                                                    config.init_cg_iter, precond)
 
     m = config.memory_size
     s = _score_size(config)
     samples = jnp.zeros((m,) + x.shape[1:3] + (config.compressed_dim,), jnp.float32)
-    samples = samples.at[:n].set(clf.project(x, proj))
+    samples = samples.at[:n].set(optim.project(x, proj))
     labels = jnp.zeros((m, s, s), jnp.float32).at[:n].set(y)
     weights = jnp.zeros((m,), jnp.float32).at[:n].set(w)
     return ATOMState(pos, target_size, scale, base, scale_range, fill, sigma, proj, filt,
@@ -402,8 +404,8 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
     sample_pos, scale = state.pos, state.target_scale
     crop = ops.crop_patch(frame.image, frame.size, sample_pos, size * scale, size, state.fill)
     f3, f4 = backbone_features(config, params["backbone"], crop[None])
-    x = clf.project(clf.normalize_features(f4), state.proj)               # [1, h, w, 64]
-    scores = clf.apply_filter(x, state.filt)[0]
+    x = optim.project(optim.normalize_features(f4), state.proj)               # [1, h, w, 64]
+    scores = optim.apply_filter(x, state.filt)[0]
     disp, peak, flag = localize(config, scores, state.target_size, scale)
     found = flag != FLAG_NOT_FOUND
 
@@ -434,7 +436,7 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
     update = (flag == FLAG_NORMAL) | hard
     lr = jnp.where(hard, config.hard_negative_learning_rate, config.learning_rate)
     y = label_map(config, (pos - sample_pos) / scale + size / 2, state.sigma)
-    weights, r = clf.update_sample_weights(state.weights, state.prev_ind, num_init_samples(config), lr,
+    weights, r = optim.update_sample_weights(state.weights, state.prev_ind, num_init_samples(config), lr,
                                            config.init_samples_minimum_weight)
     state = state._replace(
         samples=state.samples.at[r].set(jnp.where(update, x[0], state.samples[r])),
@@ -443,26 +445,22 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
         prev_ind=jnp.where(update, r, state.prev_ind).astype(jnp.int32))
 
     frame_num = state.frame_num + 1
-    train = hard | ((frame_num - 1) % config.train_skipping == 0)
-    filt, loss = ops.lazy_cond(train, lambda s: optimize_filter(config, s, config.cg_iter),
-                          lambda s: (s.filt, s.loss), state)
+    train = hard | online.every(frame_num - 1, config.train_skipping)
+    filt, loss = online.lazy_cond(train, lambda s: optimize_filter(config, s, config.cg_iter),
+                                  lambda s: (s.filt, s.loss), state)
     state = state._replace(pos=pos, target_size=target_size, target_scale=target_scale, filt=filt,
                            loss=loss, frame_num=frame_num, key=key, flag=flag)
     out_box = jnp.concatenate([pos - target_size / 2, target_size])
     return state, TrackOutput(out_box, peak)
 
 
-# ------------------------------------------------------------------ params / build
-
-def default_checkpoint(backbone: str) -> str:
-    return os.path.join(CHECKPOINT_DIR, f"atom_{backbone}.msgpack")
-
+# ------------------------------------------------------------------ params
 
 def init_head(config: ATOMConfig, key):
     """Random IoU-Net (+ adapters for mobilenet_v2) variables."""
     k_a, k_i = jax.random.split(key)
     if config.backbone == "mobilenet_v2":
-        adapter = iou_lib.init_adapters(k_a, (32, 96))
+        adapter = iounet.init_adapters(k_a, (32, 96))
     else:
         adapter = {}
     f3 = jnp.zeros((1, 36, 36, 128))
@@ -475,44 +473,30 @@ def init_head(config: ATOMConfig, key):
 def load_params(config: ATOMConfig, weights: str | None = None, seed: int = 0, allow_random: bool = False):
     """Params ``{"backbone", "adapter", "iounet"}``.
 
-    mobilenet_v2: ImageNet backbone (:func:`jaxtrack.weights.mobilenet_v2_variables`) and
-    the trained adapters + IoU-Net from ``weights`` (default: the committed checkpoint).
+    mobilenet_v2: ImageNet backbone (:func:`jaxtrack.models.pretrained.mobilenet_v2_variables`)
+    and the trained adapters + IoU-Net from ``weights`` (default: the committed checkpoint).
     resnet18: ``weights`` is a pytracking ``atom_default.pth`` (backbone + IoU-Net), or a
     jaxtrack msgpack of the full params.
     """
-    from jaxtrack import weights as W
+    from jaxtrack.models.pretrained import mobilenet_v2_variables
     k_b, k_h = jax.random.split(jax.random.PRNGKey(seed))
     head = init_head(config, k_h)
-    path = weights or default_checkpoint(config.backbone)
+    path = weights or checkpoints.default_checkpoint("atom", config.backbone)
+    if config.backbone == "mobilenet_v2":
+        head = checkpoints.load_trained_part(weights, path, head, allow_random=allow_random,
+                                             what="ATOM IoU-Net", train_script="experiments/train_iounet.py")
+        return {"backbone": mobilenet_v2_variables(), **head}
     have = os.path.exists(path)
     if weights and not have:
         raise FileNotFoundError(f"ATOM weights not found: {weights}")
-    if config.backbone == "mobilenet_v2":
-        head = W.load_trained_part(weights, path, head, allow_random=allow_random,
-                                   what="ATOM IoU-Net", train_script="experiments/train_iounet.py")
-        return {"backbone": W.mobilenet_v2_variables(), **head}
-    if config.backbone != "resnet18":
-        raise ValueError(f"unknown ATOM backbone {config.backbone!r} (mobilenet_v2 | resnet18)")
-    module = backbone_module(config)
-    backbone = module.init(k_b, jnp.zeros((1, 64, 64, 3)))
+    backbone = backbone_module(config).init(k_b, jnp.zeros((1, 64, 64, 3)))
     template = {"backbone": jax.tree_util.tree_map(jnp.asarray, dict(backbone)), **head}
     if have:
         if path.endswith((".pth", ".pt", ".tar")):
-            loaded = iou_lib.load_pytracking_atom(path)
+            loaded = iounet.load_pytracking_atom(path)
             return {"backbone": loaded["backbone"], "adapter": {}, "iounet": loaded["iounet"]}
-        return W.load_variables(path, template)
+        return checkpoints.load_variables(path, template)
     if not allow_random:
         raise FileNotFoundError(f"no ATOM ResNet-18 weights at {path}; pass weights=atom_default.pth "
                                 "(pytracking) or allow_random=True")
     return template
-
-
-@register_tracker("atom")
-def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
-          params=None, **overrides) -> Tracker:
-    config = replace_config(ATOMConfig(), overrides, "atom")
-    if config.optimizer not in ("gn_cg", "gd"):
-        raise ValueError(f"atom: optimizer must be 'gn_cg' or 'gd', got {config.optimizer!r}")
-    if params is None:
-        params = load_params(config, weights, seed, allow_random)
-    return Tracker("atom", config, params, bind_config(init, config), bind_config(track_step, config))

@@ -87,11 +87,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxtrack import ops
-from jaxtrack import guided_backprop as gb
-from jaxtrack.core import Frame, TrackOutput, Tracker, bind_config, register_tracker, replace_config
+from jaxtrack import guided_backprop, models, online, ops
+from jaxtrack.core import Frame, TrackOutput
 
 MNV2_LAST_BLOCK = 13
+# backbone -> conv feature map of a 107 px patch: MobileNetV2 to features.13 (stride 16), VGG-M conv1-3
+FEATURE_SHAPES = {"mobilenet_v2": (7, 7, 96), "vggm": (3, 3, 512)}
+ATTENTIONS = ("reg", "weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +143,16 @@ class DATConfig:
                                        # (2.4x faster than one batch of 256, same values), all at once else
     seed: int = 0                      # fc initialisation
 
+    def __post_init__(self):
+        models.check_backbone("dat", self.backbone, FEATURE_SHAPES)
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"dat: attention must be 'reg' or 'weight', got {self.attention!r}")
+        if self.n_samples < self.top_k:
+            raise ValueError(f"dat: n_samples {self.n_samples} < top_k {self.top_k}")
+
+
+Config = DATConfig
+
 
 class DATState(NamedTuple):
     box: Any           # (4,) target box used for sampling (xywh)
@@ -165,70 +177,17 @@ class DATState(NamedTuple):
 
 # ------------------------------------------------------------------ conv part
 
-def fold_mobilenet_v2(variables, last_block: int = MNV2_LAST_BLOCK):
-    """Fold frozen BatchNorm into conv kernels/biases of MobileNetV2 features.0..last_block."""
-    from jaxtrack.models.mobilenet_v2 import BN_EPS
-    p, s = variables["params"], variables["batch_stats"]
-
-    def fold(pp, ss):
-        scale = pp["bn"]["scale"] / jnp.sqrt(ss["bn"]["var"] + BN_EPS)
-        return {"kernel": pp["conv"]["kernel"] * scale,
-                "bias": pp["bn"]["bias"] - ss["bn"]["mean"] * scale}
-
-    out = {"features_0": fold(p["features_0"], s["features_0"])}
-    for i in range(1, last_block + 1):
-        name = f"features_{i}"
-        out[name] = {k: fold(p[name][k], s[name][k]) for k in p[name]}
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), out)
-
-
-def _depthwise3x3(x, kernel, stride):
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    h, w = (x.shape[1] - 1) // stride + 1, (x.shape[2] - 1) // stride + 1
-    out = 0.0
-    for i in range(3):
-        for j in range(3):
-            out = out + xp[:, i:i + (h - 1) * stride + 1:stride, j:j + (w - 1) * stride + 1:stride] * kernel[i, j, 0]
-    return out
-
-
-def mobilenet_v2_features(p, images, act6=jax.nn.relu6, last_block: int = MNV2_LAST_BLOCK):
-    """MobileNetV2 features.0..last_block with folded BN, as a pure function of ``p``.
-
-    Same result as :class:`jaxtrack.models.mobilenet_v2.MobileNetV2Features` (0-255
-    input), but the ReLU6 is an argument (guided backprop needs its own).
-    """
-    from jaxtrack.models.mobilenet_v2 import block_specs, normalize
-    x = normalize(images)
-    stem = p["features_0"]
-    x = lax.conv_general_dilated(x, stem["kernel"], (2, 2), ((1, 1), (1, 1)),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = act6(x + stem["bias"])
-    for spec in block_specs():
-        if spec.index > last_block:
-            break
-        bp = p[f"features_{spec.index}"]
-        h = x
-        if "expand" in bp:
-            h = act6(jnp.einsum("bhwc,cd->bhwd", h, bp["expand"]["kernel"][0, 0]) + bp["expand"]["bias"])
-        h = act6(_depthwise3x3(h, bp["depthwise"]["kernel"], spec.stride) + bp["depthwise"]["bias"])
-        h = jnp.einsum("bhwc,cd->bhwd", h, bp["project"]["kernel"][0, 0]) + bp["project"]["bias"]
-        x = h + x if (spec.stride == 1 and spec.in_ch == spec.out_ch) else h
-    return x
-
-
 def conv_features(config: DATConfig, conv, patches, guided: bool = False):
     """Conv feature maps ``[B, h, w, C]`` of ``[B, S, S, 3]`` patches (0..255)."""
     if config.backbone == "mobilenet_v2":
-        return mobilenet_v2_features(conv, patches, gb.relu6(guided))
-    if config.backbone == "vggm":
-        from jaxtrack.models.vggm import vggm_features
-        return vggm_features(conv, patches, gb.relu(guided))
-    raise ValueError(f"unknown DAT backbone {config.backbone!r} (mobilenet_v2 | vggm)")
+        from jaxtrack.models.mobilenet_v2 import folded_features
+        return folded_features(conv, patches, guided_backprop.relu6(guided), MNV2_LAST_BLOCK)
+    from jaxtrack.models.vggm import vggm_features
+    return vggm_features(conv, patches, guided_backprop.relu(guided))
 
 
 def feature_shape(config: DATConfig):
-    return (7, 7, 96) if config.backbone == "mobilenet_v2" else (3, 3, 512)
+    return FEATURE_SHAPES[config.backbone]
 
 
 # ------------------------------------------------------------------ fc part
@@ -253,7 +212,7 @@ def _dropout(key, x, rate):
 
 def fc_logits(fc, feats, guided: bool = False, key=None, rate: float = 0.5):
     """fc4-fc6 logits ``[B, 2]`` of flat features ``[B, D]``; dropout when ``key`` is given."""
-    act = gb.relu(guided)
+    act = guided_backprop.relu(guided)
     keys = jax.random.split(key, 3) if key is not None else (None, None, None)
     x = act(_dropout(keys[0], feats, rate) @ fc["fc4"]["kernel"] + fc["fc4"]["bias"])
     x = act(_dropout(keys[1], x, rate) @ fc["fc5"]["kernel"] + fc["fc5"]["bias"])
@@ -425,7 +384,7 @@ def classifier_loss(config: DATConfig, fc, conv, pos_feats, neg_feats, att_pos, 
         def score_fn(p):
             f = conv_features(config, conv, p, guided=True)
             return fc_logits(fc, f.reshape(f.shape[0], -1), guided=True)
-        reg = gb.reciprocative_loss(score_fn, att_pos, att_neg)
+        reg = guided_backprop.reciprocative_loss(score_fn, att_pos, att_neg)
     return bce + lam * reg, (bce, reg)
 
 
@@ -560,15 +519,15 @@ def _collect(config: DATConfig, conv, frame, state: DATState, key):
     npos = config.n_pos_update
     mdt = state.pos_feats.dtype
     seq = state.n_stored
-    lp, ls, la = seq % config.n_frames_long, seq % config.n_frames_short, seq % config.att_frames
     kp_, kn_ = config.att_pos_per_frame, config.att_neg_per_frame
+    write = lambda buf, value: online.ring_write(buf, seq, value)   # noqa: E731
     return state._replace(
-        pos_feats=state.pos_feats.at[lp].set(feats[:npos].astype(mdt)), pos_seq=state.pos_seq.at[lp].set(seq),
-        neg_feats=state.neg_feats.at[ls].set(feats[npos:].astype(mdt)), neg_seq=state.neg_seq.at[ls].set(seq),
-        att_pos=state.att_pos.at[la].set(_to_u8(crop_patches(config, frame, pos_boxes[:kp_]))),
-        att_neg=state.att_neg.at[la].set(_to_u8(crop_patches(config, frame, neg_boxes[:kn_]))),
-        att_neg_feats=state.att_neg_feats.at[la].set(feats[npos:npos + kn_].astype(mdt)),
-        att_seq=state.att_seq.at[la].set(seq), n_stored=seq + 1)
+        pos_feats=write(state.pos_feats, feats[:npos].astype(mdt)), pos_seq=write(state.pos_seq, seq),
+        neg_feats=write(state.neg_feats, feats[npos:].astype(mdt)), neg_seq=write(state.neg_seq, seq),
+        att_pos=write(state.att_pos, _to_u8(crop_patches(config, frame, pos_boxes[:kp_]))),
+        att_neg=write(state.att_neg, _to_u8(crop_patches(config, frame, neg_boxes[:kn_]))),
+        att_neg_feats=write(state.att_neg_feats, feats[npos:npos + kn_].astype(mdt)),
+        att_seq=write(state.att_seq, seq), n_stored=seq + 1)
 
 
 def _update(config: DATConfig, conv, state: DATState, short: Any, key):
@@ -620,27 +579,29 @@ def track_step(config: DATConfig, params, state: DATState, frame: Frame):
     trans_f = jnp.where(success, config.trans_f, config.trans_f_expand).astype(jnp.float32)
     state = state._replace(box=box, result=result, trans_f=trans_f, frame_index=i, key=key)
 
-    state = ops.lazy_cond(success, lambda s: _collect(config, conv, frame, s, kc), lambda s: s, state)
-    do_update = jnp.logical_not(success) | (i % config.long_interval == 0)
-    state = ops.lazy_cond(do_update, lambda s: _update(config, conv, s, jnp.logical_not(success), ku),
-                     lambda s: s, state)
+    state = online.when(success, lambda s: _collect(config, conv, frame, s, kc), state)
+    do_update = jnp.logical_not(success) | online.every(i, config.long_interval)
+    state = online.when(do_update, lambda s: _update(config, conv, s, jnp.logical_not(success), ku), state)
     return state, TrackOutput(result, target_score)
 
 
-# ------------------------------------------------------------------ params / build
+# ------------------------------------------------------------------ params
 
 def load_params(config: DATConfig, weights: str | None = None, seed: int = 0, allow_random: bool = False):
-    """``{"conv": ..., "fc": ...}``: the conv part from ImageNet weights, fc4-6 random (seeded).
+    """``{"conv": ..., "fc": ...}``: the conv part from ImageNet weights, fc4-6 random
+    (seeded by ``seed``, or ``config.seed`` when ``seed`` is 0).
 
-    mobilenet_v2: :func:`jaxtrack.weights.mobilenet_v2_variables` (``weights`` may name a
-    MobileNetV2 file). vggm: ``weights`` or ``$JAXTRACK_VGGM`` = ``imagenet-vgg-m.mat``;
-    without one, ``allow_random=True`` gives a seeded random conv part (timing/tests only).
+    mobilenet_v2: :func:`jaxtrack.models.pretrained.mobilenet_v2_variables` (``weights`` may
+    name a MobileNetV2 file), BatchNorm folded. vggm: ``weights`` or ``$JAXTRACK_VGGM`` =
+    ``imagenet-vgg-m.mat``; without one, ``allow_random=True`` gives a seeded random conv
+    part (timing/tests only).
     """
-    key_c, key_f = jax.random.split(jax.random.PRNGKey(seed))
+    key_c, key_f = jax.random.split(jax.random.PRNGKey(seed or config.seed))
     if config.backbone == "mobilenet_v2":
-        from jaxtrack import weights as W
-        conv = fold_mobilenet_v2(W.mobilenet_v2_variables(weights))
-    elif config.backbone == "vggm":
+        from jaxtrack.models.mobilenet_v2 import fold_batchnorm
+        from jaxtrack.models.pretrained import mobilenet_v2_variables
+        conv = fold_batchnorm(mobilenet_v2_variables(weights), MNV2_LAST_BLOCK)
+    else:
         from jaxtrack.models import vggm
         path = weights or os.environ.get("JAXTRACK_VGGM")
         if path:
@@ -652,19 +613,4 @@ def load_params(config: DATConfig, weights: str | None = None, seed: int = 0, al
         else:
             raise FileNotFoundError("DAT vggm needs imagenet-vgg-m.mat (weights=... or $JAXTRACK_VGGM), "
                                     "or allow_random=True")
-    else:
-        raise ValueError(f"unknown DAT backbone {config.backbone!r} (mobilenet_v2 | vggm)")
     return {"conv": conv, "fc": init_fc(key_f, int(np.prod(feature_shape(config))))}
-
-
-@register_tracker("dat")
-def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
-          params=None, **overrides) -> Tracker:
-    config = replace_config(DATConfig(), overrides, "dat")
-    if config.attention not in ("reg", "weight"):
-        raise ValueError(f"dat: attention must be 'reg' or 'weight', got {config.attention!r}")
-    if config.n_samples < config.top_k:
-        raise ValueError(f"dat: n_samples {config.n_samples} < top_k {config.top_k}")
-    if params is None:
-        params = load_params(config, weights, seed if seed else config.seed, allow_random)
-    return Tracker("dat", config, params, bind_config(init, config), bind_config(track_step, config))

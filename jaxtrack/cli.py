@@ -1,0 +1,106 @@
+"""Command-line pieces every script shares: the device, the compilation cache, and which
+tracker to build (``--tracker NAME --variant V --set key=value ...``)."""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+
+
+def select_device(device: str | None) -> None:
+    """``--device cpu|gpu``: must run before JAX initialises its backends."""
+    if device:
+        os.environ["JAX_PLATFORMS"] = {"gpu": "cuda", "cpu": "cpu"}.get(device, device)
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return os.path.join(base, "jaxtrack", "xla")
+
+
+def enable_compilation_cache(path: str | None) -> None:
+    """JAX's persistent compilation cache, on by default for the scripts (``--no-cache`` off)."""
+    if not path:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def add_runtime_args(ap: argparse.ArgumentParser) -> None:
+    """``--device``, ``--seed``, ``--cache-dir`` / ``--no-cache``."""
+    ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
+    ap.add_argument("--seed", type=int, default=0, help="PRNG seed, recorded with the results")
+    ap.add_argument("--cache-dir", default=default_cache_dir(), help="persistent XLA compilation cache")
+    ap.add_argument("--no-cache", action="store_true", help="turn the compilation cache off")
+
+
+def setup_runtime(args) -> None:
+    """Apply ``--device`` and turn the compilation cache on unless ``--no-cache``."""
+    select_device(getattr(args, "device", None))
+    if not getattr(args, "no_cache", False):
+        enable_compilation_cache(args.cache_dir)
+
+
+def add_tracker_args(ap: argparse.ArgumentParser, default: str | None = "siamfc") -> None:
+    """``--tracker --variant --set --backbone --weights`` (and the runtime flags)."""
+    ap.add_argument("--tracker", default=default, required=default is None)
+    ap.add_argument("--variant", default="default",
+                    help="a named variant from jaxtrack/configs/<tracker>.py (default: the official values)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config field (Python literal), e.g. --set learning_rate=0.02; repeatable")
+    ap.add_argument("--backbone", default=None, help="shorthand for --set backbone=NAME")
+    ap.add_argument("--weights", default=None, help="trained weights (default: the committed checkpoint)")
+    add_runtime_args(ap)
+
+
+def parse_sets(items) -> dict:
+    """``["k=v", ...]`` -> ``{k: literal(v)}``; a value that is not a Python literal stays a
+    string (``--set backbone=vgg16``). A malformed item is an error naming it."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def tracker_overrides(args) -> dict:
+    """Config overrides and weights from ``--set``, ``--backbone`` and ``--weights``."""
+    kw = parse_sets(getattr(args, "sets", []))
+    if getattr(args, "backbone", None):
+        kw["backbone"] = args.backbone
+    if getattr(args, "weights", None):
+        kw["weights"] = args.weights
+    return kw
+
+
+def make_tracker(args, **extra):
+    """The tracker the flags name (``extra``: more overrides, e.g. ``params=``)."""
+    import jaxtrack
+    return jaxtrack.make_tracker(args.tracker, variant=args.variant, **{**tracker_overrides(args), **extra})
+
+
+def add_distributed_args(ap: argparse.ArgumentParser) -> None:
+    """Multi-host flags for ``jax.distributed.initialize`` (or the JAX_* environment variables)."""
+    ap.add_argument("--coordinator", default=None,
+                    help="host:port of process 0 (env JAX_COORDINATOR_ADDRESS)")
+    ap.add_argument("--num-processes", type=int, default=None, help="env JAX_NUM_PROCESSES")
+    ap.add_argument("--process-id", type=int, default=None, help="env JAX_PROCESS_ID")
+
+
+def build_for_timing(spec: str):
+    """``NAME[:BACKBONE]`` -> (tracker, random_weights): timing needs no trained checkpoint,
+    so a tracker without one is built with random weights (and says so)."""
+    import jaxtrack
+    name, _, backbone = spec.partition(":")
+    kw = {"backbone": backbone} if backbone else {}
+    try:
+        return jaxtrack.make_tracker(name, **kw), False
+    except FileNotFoundError:
+        return jaxtrack.make_tracker(name, allow_random=True, **kw), True

@@ -1,0 +1,1 @@
+"""Checkpoint file formats read without their frameworks: torch pickles and TensorFlow bundles."""
