@@ -281,7 +281,7 @@ def test_uav123_layout(tmp_path, monkeypatch):
     rows = [[11, 12, 5, 6], ["NaN"] * 4, [11, 12, 5, 6], [11, 12, 5, 6], [11, 12, 5, 6], [11, 12, 5, 6]]
     _write_gt(root / "anno" / "UAV123" / "car1.txt", rows)
     _write_gt(root / "anno" / "UAV123" / "car1_2.txt", [[1, 1, 4, 4]] * 3)  # a sub-sequence
-    monkeypatch.setattr(readers, "_uav123_table", lambda version: {
+    monkeypatch.setattr(readers.uav123, "_uav123_table", lambda version: {
         "car1_2": {"start_frame": 4, "end_frame": 6, "folder_name": "car1"}})
     seqs = {s.name: s for s in load_dataset("uav123", root)}
     car = seqs["car1"]
@@ -291,7 +291,7 @@ def test_uav123_layout(tmp_path, monkeypatch):
     assert [Path(p).name for p in seqs["car1_2"].frame_paths] == ["000004.jpg", "000005.jpg", "000006.jpg"]
     _write_gt(root / "anno" / "UAV20L" / "car1.txt", rows)  # UAV20L frames sit in data_seq/UAV123
     assert len(load_dataset("uav123", root, split="UAV20L")[0]) == 6
-    monkeypatch.setattr(readers, "_uav123_table", lambda version: {})
+    monkeypatch.setattr(readers.uav123, "_uav123_table", lambda version: {})
     with pytest.raises(FileNotFoundError, match="car1_2"):
         load_dataset("uav123", root, sequences=["car1_2"])
 
@@ -299,6 +299,83 @@ def test_uav123_layout(tmp_path, monkeypatch):
 def test_unknown_layout(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset layout"):
         load_dataset("imagenet", tmp_path)
+    choose = "choose from " + ", ".join(readers.LAYOUTS)
+    for call in (lambda: load_dataset("no-such", tmp_path), lambda: load_sequence(tmp_path, "no-such")):
+        with pytest.raises(ValueError, match=f"^unknown dataset layout 'no-such'; {choose}$"):
+            call()
+    with pytest.raises(FileNotFoundError, match="nope: folder not found"):  # the folder is checked first
+        load_sequence(tmp_path / "nope", "no-such")
+
+
+# ----------------------------------------------------------------------------- every layout
+
+def _fake_otb(root):
+    _otb_seq(root, "Plain", n=3)
+    folder = root / "Jog"
+    _write_frames(folder / "img", 3, start=9, fmt="{}.jpg")
+    _write_gt(folder / "groundtruth_rect.1.txt", [[1, 2, 5, 6]] * 3, sep="\t")
+    _write_gt(folder / "groundtruth_rect.2.txt", [[3, 4, 5, 6]] * 3, sep=" ")
+    return None, {"Jog.1": (folder, 1), "Jog.2": (folder, 2), "Plain": (root / "Plain", None)}
+
+
+def _fake_vot(root):
+    _write_frames(root / "a" / "color", 2, fmt="{:08d}.jpg")
+    _write_gt(root / "a" / "groundtruth.txt", [[10, 10, 30, 10, 30, 20, 10, 20], [1, 1, 5, 5]])
+    return None, {"a": (root / "a", None)}
+
+
+def _fake_got10k(root):
+    d = root / "test" / "GOT-10k_Test_000001"
+    _write_frames(d, 3, fmt="{:08d}.jpg")
+    _write_gt(d / "groundtruth.txt", [[1, 2, 8, 9]])  # test split: first box only
+    (d / "absence.label").write_text("0\n0\n1\n")
+    return "test", {d.name: (d, None)}
+
+
+def _fake_lasot(root):
+    d = root / "cat" / "cat-2"
+    _write_frames(d / "img", 3, fmt="{:08d}.jpg")
+    _write_gt(d / "groundtruth.txt", [[5, 6, 7, 8]] * 3)
+    (d / "full_occlusion.txt").write_text("0,0,1")
+    (d / "out_of_view.txt").write_text("0,1,0")
+    return None, {"cat-2": (d, None)}
+
+
+def _fake_trackingnet(root):
+    _write_frames(root / "TEST" / "frames" / "vid_t", 3, start=0, fmt="{}.jpg")
+    _write_gt(root / "TEST" / "anno" / "vid_t.txt", [[1, 2, 3, 4]])
+    return "test", {"vid_t": (root / "TEST" / "frames" / "vid_t", None)}
+
+
+def _fake_uav123(root):
+    _write_frames(root / "data_seq" / "UAV123" / "car1", 3, fmt="{:06d}.jpg")
+    _write_gt(root / "anno" / "UAV123" / "car1.txt", [[11, 12, 5, 6], ["NaN"] * 4, [11, 12, 5, 6]])
+    return None, {"car1": (root / "data_seq" / "UAV123" / "car1", None)}
+
+
+_FAKES = {"otb": _fake_otb, "vot": _fake_vot, "got10k": _fake_got10k, "lasot": _fake_lasot,
+          "trackingnet": _fake_trackingnet, "uav123": _fake_uav123}
+
+
+@pytest.mark.parametrize("layout", readers.LAYOUTS)
+def test_every_layout_dataset_and_folder_readers_agree(tmp_path, layout):
+    """load_dataset and load_sequence give the same Sequence for every layout in LAYOUTS."""
+    if layout not in _FAKES:
+        pytest.fail(f"layout {layout!r} has no fake dataset: add a _fake_{layout} to _FAKES")
+    split, folders = _FAKES[layout](tmp_path)
+    seqs = load_dataset(layout, tmp_path, split=split)
+    assert [s.name for s in seqs] == list(folders)
+    base = getattr(readers, layout).INDEX_BASE
+    assert readers.INDEX_BASE[layout] == base
+    for s in seqs:
+        folder, target = folders[s.name]
+        one = load_sequence(folder, layout, target=target)
+        assert (one.name, one.frame_paths, one.index_base, one.attrs, one.dataset, one.gt_file) == \
+            (s.name, s.frame_paths, base, s.attrs, layout, s.gt_file)
+        assert one.gt.dtype == s.gt.dtype and one.gt.tobytes() == s.gt.tobytes()  # NaN rows too
+        assert (one.visible is None) == (s.visible is None)
+        if s.visible is not None:
+            np.testing.assert_array_equal(one.visible, s.visible)
 
 
 def test_paste_pair_box_is_the_tight_box_of_the_pasted_shape():

@@ -41,7 +41,8 @@ from tensorflow_datasets.core.utils import py_utils
 from jaxtrack.data import readers
 from jaxtrack.data.sequence import FrameError, decode_image
 
-LAYOUTS = ("got10k", "otb", "vot", "lasot", "trackingnet", "uav123")
+# The readers' layouts, got10k (the default config: TFDS's first BUILDER_CONFIG) first.
+LAYOUTS = ("got10k",) + tuple(name for name in readers.LAYOUTS if name != "got10k")
 # reader splits packed by default, per layout: {tfds split name: reader split}
 _DEFAULT_SPLITS = {"got10k": ("train", "val"), "trackingnet": ("train",)}
 
