@@ -1,41 +1,15 @@
 """Batched tracking: many sequences in lockstep, one compiled call per frame step.
 
-Any tracker's ``track_step`` runs under ``jax.vmap`` over ``B`` *slots*; each slot
-holds one sequence at a time. The batch dimension is sharded over the local devices
-with ``jax.shard_map`` on a 1-D :class:`jax.sharding.Mesh` (axis ``"batch"``), so a
-step is ``B / num_devices`` sequences per device with no communication at all
-(params are replicated). On one device it is a plain vmapped step.
-
-Design (see :class:`BatchTracker` and :func:`track_batched`):
-
-* **Masks.** ``step(params, states, frames, active)`` keeps the old state of an
-  inactive slot (finished sequence, or no sequence left to start), so idle lanes
-  never disturb anything; their outputs are ignored on the host.
-* **Shape buckets.** All slots of a batch share one padded frame shape. Sequences are
-  grouped by the bucket of their first frame (``bucket_policy="group"``, the default:
-  each frame is padded exactly as the one-sequence driver pads it, so results match it
-  bit for bit where XLA's batched kernels do), or every frame is padded to the largest
-  bucket of the whole set (``"max"``: one compiled step, more padding).
-* **Slot refill without recompiling.** When a sequence ends, the next one starts in its
-  slot: ``init`` of the new sequence alone, its state written into the batched state at
-  a *traced* slot index (``init_slot``), so any slot reuses one compiled function, and
-  each bucket compiles two functions whatever the number of sequences, their lengths or
-  the order they finish in. A vmapped masked ``init_batch`` (all new slots in one call)
-  is there for the first fill (``batch_init_min``) but is off by default: XLA:CPU's
-  batched convolutions round differently from the unbatched ones (SiamFC-MobileNetV2
-  template features differ by up to 0.05), and on OTB Crossing that is enough to move
-  every later box; the unbatched init keeps results equal to the one-sequence driver.
-* **Host side.** The schedule depends only on sequence lengths, never on results, so
-  frames are decoded in a thread pool while the device steps; results are handed to
-  ``on_done`` the moment a sequence finishes (``run_ope --parallel`` writes its files
-  there, atomically, so an interruption loses only the sequences in flight).
-
-Per-frame times: a batched step's wall time is shared equally by the slots it advanced
-(``init`` likewise), so ``frames / sum(times)`` is the aggregate throughput.
-
-Multi-host: :func:`initialize_distributed` and :func:`host_subset` (sequence ``i`` goes
-to process ``i % num_processes``); each process tracks its own sequences on its own
-local devices, so a multi-host run is just more processes.
+Any tracker's ``track_step`` runs under ``jax.vmap`` over ``B`` *slots*, each holding one
+sequence at a time. The slot axis is sharded over the local devices with ``jax.shard_map``
+on a 1-D :class:`jax.sharding.Mesh` (axis ``"batch"``; params replicated, no
+communication). An inactive slot keeps its state (the ``active`` mask); all slots of a
+batch share one padded frame bucket; a finished slot is refilled with the next sequence's
+unbatched ``init``, written in at a traced slot index, so each bucket compiles once
+whatever the number of sequences. Per-frame times: a step's wall time shared equally by
+the slots it advanced. :class:`BatchTracker` holds the compiled functions,
+:func:`track_batched` drives them; :func:`initialize_distributed` and :func:`host_subset`
+split the sequences over processes. Design notes: docs/trackers/batched.md.
 """
 from __future__ import annotations
 
@@ -237,7 +211,7 @@ class BatchTracker:
 def pad_into(image: np.ndarray, bucket: tuple[int, int], out: np.ndarray, size: np.ndarray,
              where: str) -> None:
     """Write an [H, W, 3] image into ``out`` [Hb, Wb, 3] zero-padded, as
-    :func:`jaxtrack.driver.pad_frame` pads it, and its (h, w) into ``size``. ``out`` and
+    :func:`jaxtrack.frames.pad_frame` pads it, and its (h, w) into ``size``. ``out`` and
     ``size`` hold the slot's previous frame: the padding is only cleared when the size changes."""
     image = check_image(image, where)
     h, w = image.shape[:2]
@@ -295,7 +269,7 @@ def track_batched(bt: BatchTracker, sequences, seed: int = 0, *, bucket_policy: 
     row 0 the init box, as :func:`jaxtrack.driver.run_sequence`); ``on_done(seq, result)``
     is called as each sequence finishes. ``batch_init_min``: start this many or more new
     sequences with one vmapped ``init_batch`` (faster first fill, but not bit-equal to
-    the one-sequence driver, see the module docstring); default ``None``: always per-slot
+    the one-sequence driver: docs/trackers/batched.md); default ``None``: always per-slot
     ``init_slot``, exactly the unbatched ``init``.
     """
     sequences = list(sequences)

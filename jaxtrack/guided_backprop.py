@@ -1,31 +1,18 @@
 """Guided backpropagation and DAT's reciprocative attention regulariser (pure JAX).
 
-Guided backprop (Springenberg et al. 2015) changes only the *backward* rule of each
-rectifier: the gradient passes where the forward input was active **and** the incoming
-gradient is positive. Here that is a :func:`jax.custom_vjp` whose backward rule is
-ordinary, differentiable JAX code, so an attention map computed with ``jax.vjp`` can
-itself be differentiated with respect to the network's parameters: DAT's
-reciprocative loss is a *second-order* objective (the gradient of a loss that contains
-a gradient), and ``jax.grad`` over :func:`reciprocative_loss` gives exactly that.
-
-DAT (Pu et al., NeurIPS 2018; official code ``shipubupt/NIPS2018``,
-``tracking/run_tracker.py``) forms, for a batch of positive and of negative samples,
-
-* the attention map of each sample: the (guided) gradient of ``10 x`` a class score
-  with respect to the input, squared and summed over channels, ``A = sum_c g_c^2``;
-* its spatial mean ``mu`` and standard deviation ``sigma`` (population std);
-* the regulariser::
+Guided backprop (Springenberg et al. 2015) changes only the backward rule of each
+rectifier: the gradient passes where the input was active and the incoming gradient is
+positive. The rule is a :func:`jax.custom_vjp` written in differentiable JAX, so ``jax.grad``
+of :func:`reciprocative_loss` (whose attention maps are gradients) is DAT's second-order
+objective. With ``A = sum_c g_c^2`` the map of a sample (``g``: the guided gradient of
+``10 x`` a class score w.r.t. the input patch), ``mu`` / ``sigma`` its spatial mean and
+population std, and ``x|c`` the maps of samples ``x`` for the class-``c`` score, the
+regulariser of the official ``tracking/run_tracker.py`` (sums over the batch) is::
 
       sum(sigma_pos|pos) / sum(mu_pos|pos)  +  sum(sigma_neg|neg) / sum(mu_neg|neg)
     + sum(mu_pos|neg)    / sum(sigma_pos|neg) + sum(mu_neg|pos)  / sum(sigma_neg|pos)
 
-  where ``x|c`` means the map of samples ``x`` for the class-``c`` score and the sums
-  run over the batch (a ratio of batch sums, exactly as the official code): the map for
-  the *true* class should be uniform over the patch (low sigma/mu: the classifier looks
-  at the whole target), the map for the *opposite* class peaked (low mu/sigma).
-
-The factor 10 of the official one-hot cotangent cancels in every ratio; it is kept for
-fidelity (it keeps ``A`` away from float32 underflow).
+Design notes: docs/trackers/dat.md.
 """
 from __future__ import annotations
 

@@ -94,11 +94,10 @@ def xcorr(z, x):
     over channels, and ``out[b, r, s] = sum_ij p[i, j, b, r+i, s+j]``. The channel
     contraction, the only costly part, is a plain matrix product (fast on every
     backend); the shifted sums touch hz*wz*B*hx*wx numbers. A per-sample convolution
-    becomes a grouped convolution under ``vmap``, which XLA:CPU runs 15-30x slower than
-    this, and shifted channel dot products (one einsum per template cell) run 5-19x
-    slower, 4-10x in grad-of-grad (GradNet's training; ``experiments/bench_xcorr.py``).
-    The sum over template rows is a ``lax.scan``, which keeps the program (and its
-    compile time) small for second-order differentiation.
+    would become a grouped convolution under ``vmap``, which XLA:CPU runs much slower
+    (docs/trackers/siamfc.md, ``experiments/bench_xcorr.py``). The sum over template rows
+    is a ``lax.scan``, which keeps the program (and its compile time) small for
+    second-order differentiation.
     """
     b = max(z.shape[0], x.shape[0])
     hz, wz = z.shape[1:3]

@@ -1,18 +1,11 @@
 """Precise RoI Pooling (Jiang et al., ECCV 2018, "IoU-Net") in closed form.
 
-PrRoIPool treats a feature map as the bilinear interpolant of its values on the
-integer grid (feature cell ``(i, j)`` sits at the point ``(x=j, y=i)`` in feature
-coordinates; points outside the map hold 0), and pools each output bin as the exact
-integral of that surface over the bin divided by the bin area. A box in image
-coordinates maps to feature coordinates by ``spatial_scale`` (e.g. 1/8), with no
-half-pixel shift, as the reference CUDA kernel does; an empty bin pools to 0.
-
-The bilinear interpolant is a sum of separable hat functions, so the integral splits
-per axis: the weight of grid row ``i`` in the bin ``[a, b]`` is
-``H(b - i) - H(a - i)`` with ``H`` the antiderivative of the hat ``max(0, 1 - |t|)``.
-Pooling is then ``Wy @ F @ Wx^T`` per channel with ``Wy [out_h, H]``, ``Wx [out_w, W]``:
-exact, cheap (two small matmuls), and differentiable in both the features and the
-box coordinates (``H`` is C^1), so ``jax.grad`` gives IoU-Net's box gradients.
+The feature map is the bilinear interpolant of its values on the integer grid (cell
+``(i, j)`` at the point ``(x=j, y=i)``; 0 outside the map); each output bin is the exact
+integral over the bin divided by its area (an empty bin pools to 0). Boxes map to feature
+coordinates by ``spatial_scale`` with no half-pixel shift, as the reference CUDA kernel.
+The integral splits per axis into two small matmuls, ``Wy @ F @ Wx^T``, differentiable in
+the features and the box coordinates. Design notes: docs/trackers/atom.md.
 """
 from __future__ import annotations
 

@@ -8,13 +8,10 @@ Layout (all VALID, NHWC, output stride 8)::
     conv4  3x3,   384, groups=2  + BN + ReLU
     conv5  3x3,   256, groups=2  (no BN, no ReLU)
 
-Sizes: 127 exemplar → shallow 12x12x256 → 6x6x256; 255 search → shallow 28x28x256 →
-22x22x256. Input is float RGB with 0-255 pixel values, not normalised (as
-siamfc-pytorch feeds it). BatchNorm uses eps 1e-6 and torch momentum 0.05 (flax 0.95);
-``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.
-
-GradNet needs the intermediate features, hence :meth:`SiamFCAlexNet.shallow` (conv1-2)
-and :meth:`SiamFCAlexNet.deep` (conv3-5), usable through ``model.apply(..., method=...)``.
+Sizes: 127 exemplar → 6x6x256, 255 search → 22x22x256. Input: float RGB, 0-255, not
+normalised. ``train=True`` uses batch statistics and needs ``mutable=["batch_stats"]``.
+:meth:`SiamFCAlexNet.shallow` (conv1-2) and :meth:`SiamFCAlexNet.deep` (conv3-5) serve
+GradNet through ``model.apply(..., method=...)``. Design notes: docs/trackers/backbones.md.
 """
 from __future__ import annotations
 
@@ -48,7 +45,7 @@ class GroupedConv(nn.Module):
     """VALID conv with ``groups`` input/output channel groups, run as one conv per group.
 
     Parameters are exactly ``nn.Conv(..., feature_group_count=groups)``'s (``kernel``
-    [k, k, I/G, O], ``bias`` [O]); XLA:CPU runs the split form ~1.8x faster.
+    [k, k, I/G, O], ``bias`` [O]); XLA:CPU runs the split form faster.
     """
     features: int
     kernel_size: int

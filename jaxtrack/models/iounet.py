@@ -1,21 +1,13 @@
 """ATOM's IoU-Net (pytracking ``AtomIoUNet``), NHWC, with PrRoIPool in closed form.
 
-Reference branch (the first frame): ``conv3_1r`` → PrRoIPool 3x3 at 1/8 → ``fc3_1r``
-(3x3 valid conv → 1x1); ``conv4_1r`` → PrRoIPool 1x1 at 1/16; the two are concatenated
-and ``fc34_3r`` / ``fc34_4r`` (1x1 conv-BN-ReLU) give the two modulation vectors.
-Test branch: ``conv3_1t, conv3_2t`` and ``conv4_1t, conv4_2t``; the maps are multiplied
-channel-wise by the modulation vectors, each proposal is pooled 5x5 (1/8) and 3x3
-(1/16), ``fc3_rt`` / ``fc4_rt`` (linear-BN-ReLU over the pooled block flattened in
-torch's C, H, W order) and ``iou_predictor`` (linear) give the IoU. Every conv is
-conv(bias)-BN-ReLU, as pytracking's ``conv`` helper.
-
-Boxes are ``xywh`` in the coordinates of the image crop the features come from.
-``input_dim`` is ``(128, 256)`` for ResNet-18 layer2/layer3; for the MobileNetV2
-stand-in, :func:`adapt` maps features.6 (32 ch) / features.13 (96 ch) to those widths
-with trained 1x1 convs.
-
+:meth:`AtomIoUNet.get_modulation` turns the first frame's features and target box into
+two modulation vectors; :meth:`AtomIoUNet.get_iou_feat` computes the test-branch maps;
+:meth:`AtomIoUNet.predict_iou` gives the IoU of proposals. Boxes are ``xywh`` in the
+coordinates of the image crop the features come from. ``input_dim`` is ``(128, 256)`` for
+ResNet-18 layer2/layer3; for the MobileNetV2 stand-in, :func:`adapt` maps features.6
+(32 ch) / features.13 (96 ch) to those widths with trained 1x1 convs.
 :func:`iounet_from_pytracking` converts the ``bb_regressor.*`` entries of a pytracking
-``atom_default.pth`` ``net`` state dict.
+``atom_default.pth`` ``net`` state dict. Design notes: docs/trackers/atom.md.
 """
 from __future__ import annotations
 

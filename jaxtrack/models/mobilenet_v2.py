@@ -1,28 +1,17 @@
 """MobileNetV2 feature extractor in torchvision's ``features.0 … features.18`` layout.
 
-``features.0`` is a 3x3/2 conv-BN-ReLU6 stem (32 ch), ``features.1..17`` are the
-inverted residual blocks of the table below, ``features.18`` is a 1x1 conv-BN-ReLU6 to
-1280 channels. Padding is torch's symmetric ``k // 2`` (times the dilation), written out
-explicitly: flax's ``"SAME"`` pads stride-2 convs asymmetrically and would shift features.
+Input: NHWC float RGB with pixel values in **0-255**; ``__call__`` applies the ImageNet
+normalisation (:func:`normalize`) itself unless ``normalize_input=False``. Output strides:
+features.1 → 2, features.3 → 4, features.6 → 8 (32 ch), features.13 → 16 (96 ch),
+features.17 → 32 (320 ch), features.18 → 32 (1280 ch). ``dilate_after_stride8=True`` keeps
+the output stride at 8 as SiamRPN++ (pysot's ``mobile_v2.py``) does: features.7 and
+features.14 get stride 1 and the later depthwise convolutions are dilated. Padding is
+torch's symmetric ``k // 2``; BatchNorm is frozen by default.
 
-Input: NHWC float RGB with pixel values in **0-255**; ``__call__`` divides by 255 and
-applies the ImageNet mean/std (:func:`normalize`) itself. Pass ``normalize_input=False``
-to feed already-normalised images.
-
-Output strides: features.1 → 2, features.3 → 4, features.6 → 8 (32 ch), features.13 →
-16 (96 ch), features.17 → 32 (320 ch), features.18 → 32 (1280 ch).
-
-``dilate_after_stride8=True`` keeps the output stride at 8, as SiamRPN++ (pysot's
-``mobile_v2.py``) does: features.7 and features.14 get stride 1, and each later
-depthwise 3x3 is dilated with padding = dilation. Following pysot, the *first* block of
-a stage whose stride was removed keeps the previous dilation (it stands where the
-stride-2 conv was), so the dilations are: features.7 → 1, features.8..13 → 2,
-features.14 → 2, features.15..17 → 4.
-
-BatchNorm is frozen by default (``train=False`` uses the running statistics).
-Weights: :func:`mobilenet_v2_from_torch` converts a torchvision (or the older flat
-``conv.0 … conv.7``) state dict; :func:`jaxtrack.models.pretrained.mobilenet_v2_variables` finds
-the ImageNet weights.
+Weights: :func:`mobilenet_v2_from_torch` converts a torchvision state dict;
+:func:`jaxtrack.models.pretrained.mobilenet_v2_variables` finds the ImageNet weights.
+:func:`fold_batchnorm` and :func:`folded_features` give a pure-function forward (DAT).
+Design notes: docs/trackers/backbones.md.
 """
 from __future__ import annotations
 
@@ -91,7 +80,7 @@ class DepthwiseConv3x3(nn.Module):
     """3x3 depthwise conv (no bias, padding = dilation) as 9 shifted multiply-adds.
 
     Same parameter as ``nn.Conv(C, (3, 3), feature_group_count=C)`` (``kernel``
-    [3, 3, 1, C]) and the same result, but 10-50x faster on XLA:CPU, whose grouped
+    [3, 3, 1, C]) and the same result, but much faster on XLA:CPU, whose grouped
     convolution is slow; trackers run this per frame on small CPUs.
     """
     stride: int = 1
@@ -163,7 +152,8 @@ class MobileNetV2Features(nn.Module):
       last_block: run features.0..last_block only (e.g. 13: stride 16, 96 ch). Default:
         ``max(taps)`` if taps are given, else 18.
       taps: if non-empty, ``__call__`` returns ``{block_index: features}`` for these blocks.
-      dilate_after_stride8: output stride 8 with dilated later blocks (see module doc).
+      dilate_after_stride8: output stride 8 with dilated later blocks
+        (docs/trackers/backbones.md).
       normalize_input: apply :func:`normalize` (0-255 → ImageNet-normalised) first.
 
     Submodules are named ``features_<i>``, so one set of variables (all 19 blocks) serves

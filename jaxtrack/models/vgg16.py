@@ -1,23 +1,13 @@
 """VGG-16 as TADT (Li et al., CVPR 2019) uses it: conv1_1 … conv4_3, pool1 and pool2 only.
 
-The network stops after ``relu4_3`` and skips pool3, so ``relu4_1`` and ``relu4_3`` (512
-channels each) both have output stride 4: a 180x180 search window gives 45x45 maps.
-Pooling is MatConvNet's (the official TADT network): 2x2/2 with one row/column of
-padding at the bottom/right, i.e. ``ceil(n / 2)`` outputs; for even sizes (all TADT
-uses) this equals torchvision's ``MaxPool2d(2, 2)``.
-
-Input: NHWC RGB, pixel values 0-255. ``normalization``:
-
-* ``"torchvision"``: ``(x / 255 - mean) / std`` with the ImageNet statistics, for the
-  torchvision ``vgg16`` state dict (``features.N.weight/bias``);
-* ``"matconvnet"``: ``x - 128``, what the official TADT code feeds the MatConvNet
-  ``imagenet-vgg-verydeep-16.mat`` (it subtracts 128, not the average image).
-
-Converters: :func:`vgg16_from_torch` (state dict, e.g. from
-:func:`jaxtrack.formats.torch_pickle.load_state_dict`) and :func:`vgg16_from_matconvnet` (the ``.mat``
-file, read with ``scipy.io.loadmat``; both the ``weights`` cell layout of MatConvNet
->= beta and the older ``filters``/``biases`` fields). :func:`load_vgg16_variables` picks
-by file extension. Every tensor's shape is checked against the network.
+``relu4_1`` and ``relu4_3`` (512 channels each) both have output stride 4 (pool3 is
+skipped): a 180x180 search window gives 45x45 maps. Pooling is MatConvNet's (2x2/2,
+bottom/right padding). Input: NHWC RGB, pixel values 0-255. ``normalization``:
+``"torchvision"`` (ImageNet mean/std, for the torchvision ``vgg16`` state dict) or
+``"matconvnet"`` (``x - 128``, what the official TADT code feeds
+``imagenet-vgg-verydeep-16.mat``). Converters: :func:`vgg16_from_torch`,
+:func:`vgg16_from_matconvnet`; :func:`load_vgg16_variables` picks by file extension.
+Design notes: docs/trackers/backbones.md.
 """
 from __future__ import annotations
 

@@ -6,19 +6,10 @@ MDNet's conv part (py-MDNet ``modules/model.py``, unchanged in DAT) on 107x107 p
     conv2 5x5/2, 256  -> ReLU -> LRN -> maxpool 3/2      25 -> 11 -> 5
     conv3 3x3/1, 512  -> ReLU                             5 -> 3       (3x3x512 = 4608)
 
-No padding anywhere (MatConvNet's VGG-M pads conv2/conv3; MDNet does not). The LRN is
-MDNet's: ``x / (2 + 1e-4 * sum_{5 channels} x^2) ** 0.75`` (the sum, not the mean).
-Input: NHWC RGB patches with pixel values ``0..255``; MDNet subtracts 128 (done here).
-
-The forward is a pure function of a params dict ``{"conv1": {"kernel", "bias"}, ...}``
-(kernels HWIO) and takes the rectifier as an argument, so DAT can swap in the guided
-ReLU of :mod:`jaxtrack.guided_backprop`.
-
-``imagenet-vgg-m.mat`` holds ``layers``: a 1xN MATLAB cell array of structs with fields
-``name``, ``type`` and ``weights`` (a 1x2 cell: filters ``[h, w, in, out]`` and biases
-``[out, 1]``); conv1..conv3 are cells 0, 4 and 8 (py-MDNet reads ``layers[i*4]``).
-:func:`load_vggm_mat` reads it with ``scipy.io.loadmat`` and checks names and shapes;
-:func:`save_vggm_mat` writes the same layout (tests use it).
+No padding; MDNet's LRN; input RGB 0..255, minus 128. The forward is a pure function of
+``{"conv1": {"kernel", "bias"}, ...}`` (kernels HWIO) and takes the rectifier as an
+argument (DAT's guided ReLU). :func:`load_vggm_mat` reads ``imagenet-vgg-m.mat``,
+:func:`save_vggm_mat` writes the same layout. Design notes: docs/trackers/backbones.md.
 """
 from __future__ import annotations
 

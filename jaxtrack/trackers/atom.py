@@ -1,27 +1,14 @@
-"""ATOM (Danelljan et al., CVPR 2019) with pytracking's ``atom/default.py`` hyper-parameters.
+"""ATOM (Danelljan et al., CVPR 2019): IoU-Net box refinement and an online Gauss-Newton classifier.
 
-Two parts, both on one 288x288 crop of 5x the target size per frame:
+Defaults: pytracking's ``parameter/atom/default.py``. Classification: a factorised conv on
+the stride-16 features, trained online (:mod:`jaxtrack.trackers.atom_optim`). Estimation:
+IoU-Net (:mod:`jaxtrack.models.iounet`) refines the classifier's box by gradient ascent on
+the predicted IoU. Backbones: ``resnet18`` (pytracking's ``atom_default.pth``) and the
+``mobilenet_v2`` stand-in (adapters + IoU-Net trained by ``experiments/train_iounet.py``).
 
-* **classification** (:mod:`jaxtrack.trackers.atom_classifier`): a factorised conv
-  (1x1 projection to 64 channels, 4x4 filter) on the stride-16 features, trained online
-  with Gauss-Newton/CG; its peak gives the coarse position, with pytracking's advanced
-  localisation (target-not-found, distractor and hard-negative detection);
-* **estimation** (:mod:`jaxtrack.models.iounet`): IoU-Net predicts the IoU of boxes with
-  the target given modulation vectors from the first frame; the classifier box and 9
-  jittered boxes are refined by 5 gradient-ascent steps on the predicted IoU
-  (``jax.grad`` through the closed-form PrRoIPool), and the top 3 are averaged.
-
-Backbones: ``resnet18`` (layer2/layer3, pytracking's ``atom_default.pth``) and the
-``mobilenet_v2`` stand-in (ImageNet features.6/features.13, 1x1 adapters to 128/256
-channels for IoU-Net, trained with ``experiments/train_iounet.py``; the classifier works
-on the raw features.13). All state lives in fixed-shape arrays (a 250-sample memory),
-so ``track_step`` compiles once per frame bucket; training every 10th frame (or on a
-hard negative) runs under ``lax.cond``.
-
-Coordinates: boxes are jaxtrack xywh; inside the crop, crop pixel ``u`` spans image
-``pos + (u - 144) * scale`` with ``scale`` image pixels per crop pixel; score cell ``r``
-of the 19x19 map sits at crop pixel ``16 r`` (stride-16 cell ``i`` covers ``[16i, 16i+16)``
-and the even 4x4 filter with padding 2 centres output ``r`` between cells ``r-1`` and ``r``).
+Coordinates: boxes are jaxtrack ``xywh``. Inside the 288 px crop, crop pixel ``u`` spans
+image ``pos + (u - 144) * scale`` (``scale`` image pixels per crop pixel); score cell ``r``
+of the 19x19 map sits at crop pixel ``16 r``. Design notes: docs/trackers/atom.md.
 """
 from __future__ import annotations
 

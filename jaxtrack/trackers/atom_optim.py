@@ -1,20 +1,15 @@
 """ATOM's online target classifier: a factorised conv trained by Gauss-Newton + CG.
 
-The classifier maps backbone features ``x [N, H, W, D]`` (layer3 / features.13,
-L2-normalised per sample) through a 1x1 projection ``P [D, 64]`` and a ``4x4x64``
-filter ``f`` (padding 2, so a ``[N, H+1, W+1]`` score map), with the ``mlu(0.05)``
-activation on the output during training. The loss is a weighted least-squares
-problem (pytracking's ``FactorizedConvProblem`` / ``ConvProblem``)::
+Features ``x [N, H, W, D]`` (L2-normalised per sample) go through a 1x1 projection
+``P [D, 64]`` and a ``4x4x64`` filter ``f`` (padding 2): scores ``[N, H+1, W+1]``, with
+``mlu(0.05)`` on the output in training. The loss is pytracking's weighted least squares
+(``FactorizedConvProblem`` / ``ConvProblem``)::
 
     r(f, P) = [ sqrt(w_n) * (mlu(conv(x_n P, f)) - y_n) ,  sqrt(0.1) f ,  sqrt(1e-4) P ]
 
-First frame: both ``f`` and ``P``, ``num_gn`` Gauss-Newton steps each solved by
-``num_cg`` conjugate-gradient iterations (``jax.scipy.sparse.linalg.cg``) on
-``J^T J dx = -J^T r``, with ``J v`` from ``jax.linearize`` and ``J^T u`` from its
-transpose, preconditioned as pytracking does (divide by the regularisation weights).
-Later: ``P`` fixed, one GN step of a few CG iterations on ``f`` over the sample memory.
-:func:`gradient_descent` is the ablation: plain gradient descent (with momentum)
-spending the same number of Jacobian products. Everything is pure and jittable.
+:func:`gauss_newton_cg` minimises it (first frame: ``f`` and ``P``; later: ``f`` only);
+:func:`gradient_descent` is the ablation. Everything is pure and jittable. Design notes:
+docs/trackers/atom.md.
 """
 from __future__ import annotations
 

@@ -1,80 +1,14 @@
-"""DAT: Deep Attentive Tracking via Reciprocative Learning (Pu et al., NeurIPS 2018), in JAX.
+"""DAT, Deep Attentive Tracking via Reciprocative Learning (Pu et al., NeurIPS 2018).
 
-DAT is MDNet (Nam & Han, CVPR 2016; ``hyeonseobnam/py-MDNet``) with one change to the
-online training loss: a *reciprocative* regulariser on the attention maps of the
-training samples (gradient of a class score w.r.t. the input patch, guided backprop;
-see :mod:`jaxtrack.guided_backprop`). Hyper-parameters are the official
-``shipubupt/NIPS2018`` ``tracking/options.py`` values (the defaults of
-:class:`DATConfig`).
+MDNet (Nam & Han, CVPR 2016) with a reciprocative regulariser on the attention maps of
+the training samples (:mod:`jaxtrack.guided_backprop`) added to its online training loss.
+Defaults: the official ``shipubupt/NIPS2018`` ``tracking/options.py`` (:class:`DATConfig`).
+A frozen conv part (``mobilenet_v2`` to features.13, or the paper's ``vggm`` conv1-3) on
+107x107 patches, then fc4-6, initialised at random and trained online from the first frame.
 
-Network: a conv part on 107x107 patches (each box grown by 16/107 of its size on
-every side, as MDNet's ``crop_image``), then ``fc4`` (-> 512, ReLU), ``fc5`` (-> 512,
-ReLU), ``fc6`` (-> 2), each behind dropout 0.5. Conv parts:
-
-* ``vggm``: VGG-M conv1-3 (:mod:`jaxtrack.models.vggm`, ``imagenet-vgg-m.mat``),
-  3x3x512 = 4608 features; as in the official options its lr multiplier is 0 (frozen);
-  the official code still lets its (second-order) gradients enter the gradient-norm
-  clipping: ``clip_with_conv=True`` does that (off by default: on CPU the second-order
-  conv-kernel gradients cost ~5x the rest of an update, for a clipping norm only);
-* ``mobilenet_v2`` (default here, the stand-in): the frozen ImageNet MobileNetV2 up to
-  ``features.13`` (stride 16): 107 -> 7x7x96 = 4704 features, close to VGG-M's 4608.
-  BatchNorm is folded into the convolutions and the forward written as a pure function
-  so the guided ReLU6 can replace ReLU6 for the attention maps.
-
-fc4-6 are initialised randomly (seeded, PyTorch's ``nn.Linear`` default) and trained
-online from the first frame: the official options load only ``imagenet-vgg-m.mat``
-(no offline multi-domain pretraining of fc4/fc5), so there is no checkpoint to train.
-
-Tracking (MDNet / DAT ``run_tracker.py``):
-
-* ``init``: ridge bounding-box regressor (alpha 1000) on the conv features of 1000
-  samples; 500 positives (IoU >= 0.7) and 5000 negatives (IoU <= 0.5, half local, half
-  over the whole image); 50 iterations of SGD (lr 2e-4, fc6 x10, momentum 0.9, weight
-  decay 5e-4, gradient norm clipped at 10) on batches of 32 positives and the 32
-  hardest of 1024 negatives, loss = binary cross-entropy (summed) + lambda x the
-  reciprocative regulariser (lambda 5).
-* ``track_step``: 256 Gaussian candidates (translation 0.6 x mean side, scale 1.05;
-  1.5 after a failure), score = fc6 positive logit, box = mean of the top 5, success if
-  that mean score > 0; on success bounding-box regression of the top 5 and collection of
-  50 positives (IoU >= 0.7) and 200 negatives (IoU <= 0.3) into ring buffers of
-  features (100 and 20 frames); a short-term update (15 iterations, lr 3e-4, positives
-  of the last 20 stored frames) on failure, a long-term update every 10 frames.
-
-Differences from the official code, all for a fixed-shape, jitted design:
-
-* memories are fixed-size ring buffers of conv features (``bfloat16``) with validity
-  masks; batches are drawn with replacement from the valid entries;
-* the attention maps need input patches, which the feature memory does not keep: the
-  official code re-crops them from the stored frames. Here ``init`` crops them from the
-  first frame (the first ``att_batch`` samples of the batch), and updates draw them from
-  a small patch memory (``att_pos_per_frame`` / ``att_neg_per_frame`` uint8 patches per
-  stored frame, last ``att_frames`` frames; negatives: the hardest under the current
-  classifier); ``att_batch`` < 32 bounds the second-order cost on CPU;
-* the official guided-backprop hooks are registered on ``model._modules`` (the top-level
-  containers ``layers`` and ``branches``, never a ReLU), so its maps are *plain* gradients,
-  read by a backward hook on conv1's ReLU: the gradient w.r.t. conv1's pre-activation
-  output (96 x 51 x 51 on a 107 patch); here the rectifiers are really guided and the map
-  is the gradient w.r.t. the input patch (as issue 6 asks);
-* the official attention terms use all 32 positives and 32 hard negatives of the batch
-  (re-cropped from their frames) in every iteration; here ``att_batch`` (8) of each;
-* the official clipping norm includes the conv parameters' (second-order) gradients
-  (``ft_layers`` = conv + fc with conv lr x0); here only with ``clip_with_conv`` (vggm).
-
-The loss itself is formed exactly as the official ``run_tracker.train``: summed binary
-cross-entropy (dropout on) + 5 x the four ratios of batch sums (see
-:mod:`jaxtrack.guided_backprop`), one gradient of the total clipped to norm 10.
-Checked on a synthetic first frame: over the 50 init iterations at lambda = 5 the BCE
-gradient norm (114-168) stays above 5 x the regulariser's (33-145; the two nearly
-orthogonal, cosine -0.04..0), the clip factor is 0.047-0.078 (0.062-0.098 at lambda = 0),
-and both lambdas end with all 500 positives scored > 0 and <= 3 of the 5000 negatives.
-
-Speed: patches go through the conv part in chunks of ``chunk`` (8 on CPU) with ``lax.map``
-(candidates, collected samples, first-frame samples): on the 2-core CPU that is 2.4x
-faster than one batch of 256 (activations stay in cache), with identical values.
-
-``attention="weight"`` is the paper's alternative: the attention map (guided gradient of
-the positive score w.r.t. the conv feature map) re-weights the features in training and
-tracking, instead of regularising the loss.
+Sample memories are fixed-size ring buffers, so ``init`` and ``track_step`` are jittable
+with fixed shapes. Boxes are jaxtrack ``xywh``. Design notes, with the differences from
+the official code: docs/trackers/dat.md.
 """
 from __future__ import annotations
 
@@ -140,7 +74,7 @@ class DATConfig:
     att_neg_per_frame: int = 8
     clip_with_conv: bool = False       # vggm: conv grads (lr x0) enter the clipping norm (official; slow on CPU)
     chunk: int = 0                     # patches per conv forward (lax.map over chunks); 0: 8 on CPU
-                                       # (2.4x faster than one batch of 256, same values), all at once else
+                                       # (same values as one batch, faster), all at once else
     seed: int = 0                      # fc initialisation
 
     def __post_init__(self):

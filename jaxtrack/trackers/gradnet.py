@@ -1,64 +1,15 @@
 """GradNet (Li et al., ICCV 2019): a Siamese tracker whose template is updated by a
 learned subnet that reads the gradient of the tracking loss.
 
-Semantics and values follow the official TensorFlow release (LPXTT/GradNet-Tensorflow,
-``siamese.py``, ``track.py``, ``train.py``); the code is written from scratch.
+Defaults: the official TensorFlow release (LPXTT/GradNet-Tensorflow, ``track.py``,
+``siamese.py``, ``train.py``); the code is written from scratch. :func:`gradient_update`::
 
-Network (one template, K search regions)::
+    h = shallow(z);  z0 = deep(h);  g = dL0/dh,  L0 = loss of xcorr(z0, x)
+    z' = deep(h + tanh(BN(conv3x3(g * grad_scale))))
 
-    h  = shallow(z)                                    template branch, conv1-2
-    z0 = deep(h)                                       conv3-5: the initial template
-    L0 = weighted logistic loss of xcorr(z0, x_k)      labels: the target in x_k
-    g  = dL0/dh                                        jax.grad (one backward pass)
-    h' = h + tanh(BN(conv3x3(g * grad_scale)))         the update subnet
-    z' = deep(h')                                      the same conv3-5: updated template
-
-:func:`gradient_update` is those two forward passes and one backward pass; ``jax.jit``
-of it (or of ``track_step``) is one XLA program. Training (experiments/train_gradnet.py)
-differentiates the loss of ``xcorr(z', x)`` through ``jax.grad``: second-order terms
-reach every template-branch layer the inner gradient depends on (``shallow`` and
-``deep``). The update subnet's own parameters do not enter the inner loss, so their
-gradient is the same with or without the second-order terms (tests check both facts).
-
-Two backbones:
-
-* ``alexnet`` (the paper's network, faithful): separate search (``search``) and template
-  (``template``) SiamFC AlexNets as the official ``scala*`` / ``scala*_z`` scopes,
-  ``shallow`` = conv1-2 (12x12x256 for a 127 exemplar), ``deep`` = conv3-5 (6x6x256),
-  update conv 256->256; the score is the raw cross-correlation (``out_scale`` 1) as the
-  official ``t_scala6``. Weights: :func:`params_from_tf_checkpoint` imports the official
-  TensorFlow checkpoint (``jaxtrack.tf_checkpoint`` reads it without TensorFlow).
-* ``mobilenet_v2`` (the CPU-trainable stand-in): the frozen ImageNet MobileNetV2 to
-  features.13 at stride 8, exactly SiamFC's ``mobilenet_v2`` backbone. Mapping onto the
-  paper's split:
-
-  - search branch (official ``scala1-5``) = frozen MobileNetV2 + SiamFC's trained 1x1
-    ``adjust`` (frozen, from ``siamfc_mobilenet_v2.msgpack``) → 32x32x128 for 255 px;
-    the SiamFC template (official ``extract_sia_fea_template``) is the same branch on
-    the exemplar, centre 8x8;
-  - template ``shallow`` (official ``scala1_z``/``scala2_z`` output, "conv2/pool2") =
-    frozen MobileNetV2 + a trainable copy of ``adjust``, centre 12x12x128 of the 16x16 map;
-  - template ``deep`` (official ``scala3_z``-``scala5_z``) = two trained 3x3 VALID convs
-    (12→10→8, ReLU between) plus a residual skip from the centre 8x8 of ``shallow``, so
-    that at initialisation ``deep(shallow(z))`` is SiamFC's template and training
-    starts from the trained SiamFC, as the official training starts from SiamFC;
-  - the update subnet (official ``t_scala5_zz``) = 3x3 SAME conv 128→128, BN, tanh.
-
-Tracking (official ``track.py``): the SiamFC response of the fixed search-branch template
-over 3 scales (step 1.04, penalty 0.97, scale lr 0.59) is normalised and fused
-0.85/0.15 with the normalised response of the gradient-updated template at the centre
-scale, then mixed with a cosine window (0.25; switched off once, the frame 9 frames
-after the last reliable sample). Reliable samples: the frame's peak SiamFC score must
-reach min(0.5 x threshold, mean stored score), the threshold being the mean peak of
-frames 1-5; up to 5 centre-scale search crops are kept (FIFO). Every 5 frames the
-template is recomputed from the shallow-feature memory with the gradient on the best
-stored sample and the memory is mixed 0.4/0.6 with the updated shallow features;
-unreliable frames 6-9 with a peak below 0.4 x threshold update at once (0.3/0.7).
-Optional ``refind`` re-searches at the image centre after the box left the image on the
-right with a low score. Everything is one jitted ``track_step`` with ``lax.cond`` and
-fixed-shape buffers. Differences: crops are continuous (no rounding of the crop sides),
-and the displacement is measured from the exact map centre ``(up-1)/2`` instead of
-``up/2`` (a quarter of a search-crop pixel).
+Backbones: ``alexnet`` (the paper's network; :func:`params_from_tf_checkpoint` reads the
+official checkpoint) and ``mobilenet_v2`` (the stand-in, built on SiamFC's trained head).
+Boxes are jaxtrack ``xywh``. Design notes: docs/trackers/gradnet.md.
 """
 from __future__ import annotations
 

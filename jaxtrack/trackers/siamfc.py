@@ -1,18 +1,12 @@
-"""SiamFC (Bertinetto et al., ECCVW 2016) with siamfc-pytorch's tracking hyper-parameters.
+"""SiamFC (Bertinetto et al., ECCVW 2016): a template correlated over a 3-scale search pyramid.
 
-Two backbones:
+Defaults: siamfc-pytorch's tracking hyper-parameters. Backbones: ``alexnet`` (the SiamFC
+AlexNet, trained end to end) and ``mobilenet_v2`` (the frozen ImageNet MobileNetV2 to
+features.13 at output stride 8, then a trained 1x1 ``adjust`` layer and score bias).
 
-* ``alexnet``: the SiamFC AlexNet (grouped conv2/4/5, BN), trained end to end, with
-  siamfc-pytorch's fixed output scale 0.001;
-* ``mobilenet_v2``: the ImageNet MobileNetV2 (torchvision layout), frozen, up to
-  features.13 with output stride 8 (features.7 and .14 undilated as SiamRPN++ does),
-  then a small trained ``adjust`` layer (1x1 conv) and a centre crop of the template
-  features. Only the adjust layer and the score bias are trained.
-
-``init`` crops the exemplar (context 0.5, 127 px) and stores its features;
-``track_step`` crops a 3-scale search pyramid (255 px), correlates, upsamples the
-responses 16x (bicubic), penalises scale changes, adds the cosine window, and moves
-the box: the whole per-frame work is one jitted function.
+``init`` crops and embeds the exemplar; ``track_step`` is the whole per-frame work in one
+jittable function. Boxes are jaxtrack ``xywh``; the state's ``center`` is ``(cx, cy)`` in
+continuous pixel coordinates. Design notes: docs/trackers/siamfc.md.
 """
 from __future__ import annotations
 

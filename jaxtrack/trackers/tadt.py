@@ -1,78 +1,16 @@
-"""TADT, Target-Aware Deep Tracking (Li, Ma, Wu, Yang, Yang; CVPR 2019), in JAX.
+"""TADT, Target-Aware Deep Tracking (Li et al., CVPR 2019).
 
-No offline training: a frozen ImageNet backbone gives two feature taps of a search
-window around the first-frame target; the channels of the taps that matter for *this*
-target are picked by the gradients of two losses, and the target is then tracked by
-Siamese cross-correlation of the selected channels against a template fixed after the
-first frame. Semantics and constants follow the official MATLAB code (XinLi-zn/TADT)
-and its PyTorch port (ZikunZhou/TADT-python); the code here is written from scratch.
+No offline training: on the first frame, the channels of two frozen backbone taps that
+matter for this target are picked by the gradients of a regression loss and a scale
+ranking loss; then the target is tracked by cross-correlation of those channels against
+a fixed exemplar. Defaults: the official MATLAB code (XinLi-zn/TADT) and its PyTorch port
+(ZikunZhou/TADT-python); the code is written from scratch. Backbones: ``vgg16`` (relu4_1 /
+relu4_3, the paper's) and ``mobilenet_v2`` (features.10 / features.13); geometry and
+channel budget per backbone are in :data:`BACKBONE_DEFAULTS`.
 
-Geometry (``init``). The image is (virtually) rescaled so that the target's
-``sqrt(w h)`` lies in ``[min_size, max_size]`` (VGG: [44, 59]); the search window is
-``3 * max_size`` rounded up to ``s (2k + 1)`` pixels (``s`` the output stride: VGG 180 px
--> a 45x45 map). It is cropped from the frame with :func:`jaxtrack.ops.crop_patch`
-(bilinear, mean-colour padding) instead of resizing the whole frame. The exemplar is
-the odd-sized ``(2 floor(t/2) + 1)`` block of first-frame feature cells around the map
-centre, ``t`` the target size in cells.
-
-MobileNetV2 stand-in. The taps are ``features.10`` (64 ch, the shallower one, in the
-role of relu4_1) and ``features.13`` (96 ch, relu4_3's role), both at output stride 8
-with ``dilate_after_stride8`` (so, like relu4_1/relu4_3, both taps share one spatial
-grid; ``features.6`` has only 32 channels, too few to select from). Stride 8 instead of
-VGG's 4 is compensated by doubling the target size range to [88, 118] px: the search
-window becomes 360 px and the map stays 45x45, so the exemplar (in cells), the Gaussian
-label, the ranking scales and the 45/47, 1, 45/43 scale pyramid are the official ones.
-The channel budget is scaled with the channel count: 300/512 and 80/512 of the taps
-become 56/96 and 10/64 (and the 250-channel minimum and 50-channel balance set
-likewise). The blocks' wider hidden units (the depthwise ReLU6 activations before the
-projection, 384 / 576 channels, with the paper's 300 + 80 budget) were tried as taps and
-tracked far worse (``docs/results.md``).
-
-Target-active channels (regression). For each tap a single conv regressor ``W``
-(kernel ``(2 ceil(h/2) + 1) x (2 ceil(w/2) + 1)`` cells, "same" output) is fitted to a
-Gaussian label (``exp(-0.2 d^2 / sigma^2)``, ``sigma = 0.1 x`` exemplar size, as
-``gaussian_shaped_labels.m``) over the whole search map, by gradient descent with
-momentum in a ``lax.fori_loop``, from zero, with the official regime: its lr of 1e-9
-leaves the regressor far from convergence, which here is a step of ``reg_step / L``
-(``L`` the loss' curvature bound from the feature spectrum, so no backbone-specific
-learning rate). The importance of channel ``c`` is the paper's global-average-pooled
-gradient ``-GAP(dL/dX_c)`` (``jax.grad`` w.r.t. the input features, ``W`` held fixed):
-how much the loss falls when channel ``c`` is raised everywhere. In this regime it is
-proportional to the channel's summed regressor weights, which the official code ranks
-by. The deeper tap keeps its ``n_deep`` most important channels with positive importance.
-
-Scale-sensitive channels (ranking). The shallower tap's search map is resized to
-``F + 2k`` cells (``k = -K..K``, scale ratios ~0.5-1.5) and the exemplar-sized centre block
-of each is a sample of the target at scale ``r``; the samples are ranked by their
-overlap with the target (``min(r, 1/r)^2``, the IoU of concentric boxes) and scored by the
-tracker's own matching function, the correlation with the exemplar. The smooth pairwise
-loss ``log(1 + exp(f_lo - f_hi))`` over neighbouring samples (chained outwards from
-``r = 1``, as ``generate_pair_label.m``) is differentiated with ``jax.grad`` w.r.t. the
-input features ``X``; the importance of channel ``c`` is ``-sum_xy X_c dL/dX_c``, i.e. the
-derivative of the loss w.r.t. a gain on channel ``c``. (The plain GAP of this gradient
-is ~0: adding a constant to a channel shifts every sample's score equally, and the
-official code, whose ranking net is an untrained 1e-8-scale random conv, effectively
-selects on the sign of random weights.)
-As in the official ``taf.py``, the ranking acts as a filter on the shallower tap: of
-its ``n_shallow`` most important channels by regression, those with positive regression
-*and* positive ranking importance are kept.
-
-Selection, balance, matching. If fewer than ``min_total`` channels survive, more deep
-channels are added in regression order (official). The shallower tap is scaled by the
-balance weight ``max_xy sum_{top B deep} X / max_xy sum_{top B shallow} X``
-(``TAF_model.m``). Selected channels are fixed-size index arrays with a 0/1 validity
-weight, so every target compiles to the same shapes. ``track_step`` extracts the tap
-features of one search window, builds the 3-scale pyramid by resizing the selected
-feature map to ``F + 2`` (crop) and ``F - 2`` (zero pad), correlates it with the exemplar
-(FFT correlation, zeros where the exemplar does not fit, normalised by the maximum),
-upsamples bicubically to the window's pixel size, adds the (unnormalised) Hann
-window, weights each scale's maximum by ``scale_weights`` and moves the box; the box
-and the window scale by the chosen scale, without damping, as the official code does.
-
-Ablations (``selection``): ``target_aware`` (the above), ``all`` (every channel of both
-taps, balance weight kept), ``random`` (as many random channels per tap as
-target_aware keeps, drawn with the ``init`` key), ``regression`` (both taps by the
-regression importance only) and ``ranking`` (both taps by the ranking importance only).
+Feature maps are ``[F, F, C]`` with ``F = config.map_size``. Selected channels are
+fixed-size index arrays with 0/1 weights, so every target compiles to the same shapes.
+Boxes are jaxtrack ``xywh``. Design notes: docs/trackers/tadt.md.
 """
 from __future__ import annotations
 
@@ -107,7 +45,7 @@ class TADTConfig:
     label_sigma: float = 0.1              # Gaussian label sigma / exemplar size
     label_alpha: float = 0.2              # exp(-alpha d^2 / sigma^2), as the official code
     # regressor fit as the official code runs it (lr 1e-9 for 100 epochs: the regressor barely
-    # moves from ~0, so its weights are the accumulated loss gradients; see regression_importance)
+    # moves from ~0, so its weights are the accumulated loss gradients; docs/trackers/tadt.md)
     reg_iters: int = 100                  # SGD steps (fori_loop)
     reg_momentum: float = 0.9
     reg_step: float = 1e-4                # step, in units of 1 / (the loss' curvature bound)
@@ -198,7 +136,7 @@ def corr_same(x, w):
 
 def spectrum(x):
     """``rfft2`` of [..., F, F, C] maps, zero-padded to P, channels first: [..., C, P, P/2+1]
-    (XLA:CPU's FFT is ~2x faster over the trailing axes)."""
+    (XLA:CPU's FFT is faster over the trailing axes)."""
     p = _fft_size(x.shape[-2])
     return jnp.fft.rfft2(jnp.moveaxis(x, -1, -3), s=(p, p))
 
@@ -300,14 +238,11 @@ def fit_regressor(config: TADTConfig, x, label, kmask):
 
 
 def regression_importance(config: TADTConfig, x, half_h, half_w):
-    """Per-channel ``-GAP(dL/dX)`` of the regressor's loss (the paper's importance).
+    """Per-channel ``-GAP(dL/dX)`` of the regressor's loss (the paper's importance), ``[C]``.
 
-    The regressor is fitted as the official code does it, with a step so small that it
-    stays far from convergence (prediction << label). There the importance is
-    ``-GAP(dL/dX_c) ~ sum(label) x sum_k W_c[k]``, i.e. proportional to the summed weights the
-    official code ranks by (its weights are the accumulated gradients), and channel ``c``
-    ranks by its label-weighted activation around the target. At convergence the residual
-    sums to ~0 and the GAP would be dominated by noise and the map's borders.
+    ``x``: one tap's search map ``[F, F, C]``; ``half_h``, ``half_w``: the exemplar's half
+    sizes in cells. The regressor is fitted far from convergence, as the official code
+    does (docs/trackers/tadt.md explains why that matters).
     """
     label = gaussian_label(config, half_h, half_w)
     # regressor kernel (2 ceil(h/2) + 1) = exemplar + 2 for odd exemplars (TAF_net_init.m)
