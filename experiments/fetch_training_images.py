@@ -40,6 +40,8 @@ import zipfile
 import cv2
 import numpy as np
 
+from jaxtrack.data.sources import DEFAULT_IMAGES
+
 PYPI = [("scikit-image", "skimage/data/")]
 DEBIAN = ["gnome-backgrounds", "plasma-workspace-wallpapers"]
 # Debian packages of RGBA cut-outs, each with the folders that hold no objects
@@ -144,7 +146,7 @@ def collect_objects(out: str, max_side: int = 256,
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.path.expanduser("~/.cache/jaxtrack/train_images"))
+    ap.add_argument("--out", default=DEFAULT_IMAGES, help="where the training scripts' --images looks")
     ap.add_argument("--max-side", type=int, default=1024)
     ap.add_argument("--objects-out", default=None, help="also collect RGBA object cut-outs here")
     ap.add_argument("--objects-packages", nargs="+", default=["tuxpaint-stamps-default"],

@@ -2,6 +2,7 @@
 update changes the template, tracking compiles once and follows a synthetic target."""
 import dataclasses
 import os
+import subprocess
 import sys
 
 import jax
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxtrack.train import gradnet as train_gradnet
 from jaxtrack.trackers import gradnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,8 +137,6 @@ def test_labels_follow_official():
 
 
 def test_train_step_groups_sources():
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import train_gradnet
     sources = np.repeat(np.arange(10), 3)
     rng = np.random.default_rng(0)
     t, idx = train_gradnet.sample_groups(rng, sources, 5, 4, True)
@@ -169,8 +169,6 @@ def test_heldout_probe_regimes():
     """The held-out probe scores the right search regions: with the second region equal
     to the first, "next" is "own" exactly; the update changes only the updated
     template's maps; and image_pair(box=...) keeps the given target."""
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import train_gradnet
     from jaxtrack.data import pairs as pairlib
     config, params, _, _, _, _ = _tiny(seed=3)
     rng = np.random.default_rng(0)
@@ -199,8 +197,6 @@ def test_heldout_probe_regimes():
 def test_next_view_loss_scores_the_second_view():
     """--target-view next: the update's gradient comes from the first view and the loss
     from the second; with the second view equal to the first it is the official loss."""
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import train_gradnet
     config, params, z, x, labels, weights = _tiny(seed=4)
     trainable, frozen = train_gradnet.split_params(config, "full", params)
     loss_fn = train_gradnet.make_loss(config, "full")
@@ -218,8 +214,6 @@ def test_next_view_loss_scores_the_second_view():
 def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
     """--train-search: the loss is GradNet's plus the SiamFC baseline's loss on every
     search region's own pair; the search branch and bias train from the latter only."""
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import train_gradnet
     config, params, z, x, labels, weights = _tiny(seed=6)
     g, k = x.shape[:2]
     z_own = jax.random.normal(jax.random.PRNGKey(9), (g, k) + z.shape[1:])
@@ -247,15 +241,34 @@ def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
 def test_train_search_cli_moves_the_search_branch(tmp_path):
     """train_gradnet.py --train-search end to end: the exported weights carry a trained
     search branch (the official recipe leaves it at the SiamFC start)."""
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import train_gradnet
+    from jaxtrack import checkpoints
     base = ["--images", "", "--synthetic", "3", "--pool", "8", "--groups", "2", "--k", "2",
             "--steps", "2", "--seed", "5", "--allow-random-siamfc", "--pool-dir", str(tmp_path)]
-    joint = train_gradnet.main(base + ["--train-search", "--clip-template", "10",
-                                       "--out", str(tmp_path / "joint")])
-    official = train_gradnet.main(base + ["--out", str(tmp_path / "official")])
-    start = train_gradnet.start_params(train_gradnet.parse(base + ["--out", str(tmp_path)]),
-                                       gradnet.GradNetConfig())
-    kernel = lambda p: np.asarray(p["search"]["adjust"]["kernel"])
+    for name, extra in (("joint", ["--train-search", "--clip-template", "10"]), ("official", [])):
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "train_gradnet.py")] + base
+                              + extra + ["--out", str(tmp_path / name), "--export", str(tmp_path / f"{name}.msgpack")],
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    config = gradnet.GradNetConfig()
+    start = gradnet.trained_part(config, train_gradnet.start_params(config, seed=5, allow_random_siamfc=True))
+    joint = checkpoints.load_variables(str(tmp_path / "joint.msgpack"), start)
+    official = checkpoints.load_variables(str(tmp_path / "official.msgpack"), start)
+    kernel = lambda p: np.asarray(p["search"]["adjust"]["kernel"])          # noqa: E731
     np.testing.assert_array_equal(kernel(official), kernel(start))
     assert np.abs(kernel(joint) - kernel(start)).max() > 1e-6
+
+
+def test_trace_gradnet_reports_updates_and_memory_drift():
+    import jaxtrack
+    from jaxtrack.data.synthetic import make_dataset
+    from jaxtrack.eval.trace import gradnet_trace
+    seq = make_dataset(3, 1, num_frames=12, size=(120, 160))[0]
+    kw = dict(backbone="alexnet", allow_random=True)
+    rec = gradnet_trace(jaxtrack.make_tracker("gradnet", **kw), seq)
+    assert [r["frame"] for r in rec] == list(range(1, 12))
+    assert [r["updated"] for r in rec] == [int(i % 5 == 0) for i in range(1, 12)]
+    assert all(r["memory_drift"] == 0 for r in rec[:4]) and rec[4]["memory_drift"] > 0
+    assert all(0 <= r["iou"] <= 1 for r in rec) and sum(r["stored"] for r in rec) >= 5  # frames 1-5 always
+    # memory_keep = rescue_keep = 1: the memory never moves (the template still updates)
+    frozen = gradnet_trace(jaxtrack.make_tracker("gradnet", memory_keep=1.0, rescue_keep=1.0, **kw), seq)
+    assert all(r["memory_drift"] == 0 for r in frozen)

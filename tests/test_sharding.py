@@ -15,7 +15,10 @@ from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXP = os.path.join(REPO, "experiments")
-sys.path.insert(0, EXP)
+# runs a script as its own program with the script's path from the environment, so the
+# child's command line does not name the script (immune to pkill -f)
+_RUN_SCRIPT = ("import os, runpy, sys; sys.argv[0] = os.environ['JAXTRACK_SCRIPT']; "
+               "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def _run(args, devices=4, env_extra=None, wait=True):
@@ -29,6 +32,15 @@ def _run(args, devices=4, env_extra=None, wait=True):
     return proc.stdout
 
 
+def _run_script(script, args, devices=4):
+    """``experiments/<script>`` with ``args`` on ``devices`` virtual CPU devices."""
+    return _run(["-c", _RUN_SCRIPT] + args, devices, {"JAXTRACK_SCRIPT": os.path.join(EXP, script)})
+
+
+def _metrics(results):
+    return json.loads((results / "siamfc_mobilenet_v2" / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def ope_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ope")
@@ -38,10 +50,10 @@ def ope_setup(tmp_path_factory):
     checkpoints.save_variables(str(head), jaxtrack.make_tracker("siamfc", backbone="mobilenet_v2",
                                                       allow_random=True, seed=1).params["head"])
     base = ["--tracker", "siamfc", "--backbone", "mobilenet_v2", "--weights", str(head),
-            "--dataset", "got10k", "--root", str(root), "--split", "val", "--no-progress", "--no-cache"]
-    import run_ope
-    ref = run_ope.main(base + ["--results", str(tmp / "R1")])       # sequential, 1 device
-    return tmp, base, ref
+            "--dataset", "got10k", "--root", str(root), "--split", "val", "--no-progress", "--no-cache",
+            "--name", "siamfc_mobilenet_v2"]
+    _run([os.path.join(EXP, "run_ope.py")] + base + ["--results", str(tmp / "R1")], devices=1)  # sequential
+    return tmp, base, _metrics(tmp / "R1")
 
 
 def test_parallel_ope_on_4_devices_matches_1_device_and_resumes(ope_setup):
@@ -62,8 +74,8 @@ def test_parallel_ope_on_4_devices_matches_1_device_and_resumes(ope_setup):
     # interruption: one result lost; a rerun redoes exactly that one, the rest untouched
     (d4 / f"{names[2]}.txt").unlink()
     stamp = {n: (d4 / f"{n}.txt").stat().st_mtime_ns for n in names if n != names[2]}
-    import run_ope
-    report = run_ope.main(base + ["--results", str(tmp / "R4"), "--parallel", "2"])
+    _run([os.path.join(EXP, "run_ope.py")] + base + ["--results", str(tmp / "R4"), "--parallel", "2"], devices=1)
+    report = _metrics(tmp / "R4")
     assert {n: (d4 / f"{n}.txt").stat().st_mtime_ns for n in stamp} == stamp
     assert (d4 / f"{names[2]}.txt").exists()
     assert report["mean"]["auc"] == pytest.approx(ref["mean"]["auc"], abs=1e-6)
@@ -91,25 +103,14 @@ def test_two_processes_share_the_sequences(ope_setup, tmp_path):
 
 
 def test_data_parallel_training_4_devices_matches_1(tmp_path):
-    import train_siamfc
     base = ["--backbone", "mobilenet_v2", "--images", "", "--synthetic", "2", "--pool", "8",
             "--batch", "4", "--steps", "50", "--ckpt-every", "50", "--seed", "5"]
-    one = train_siamfc.main(base + ["--out", str(tmp_path / "d1")])
-    (tmp_path / "d4").mkdir()
-    for f in (tmp_path / "d1").glob("pool_*.npz"):       # same cached features: skip the backbone
-        shutil.copy(f, tmp_path / "d4" / f.name)
-    # through -c, so the child's command line does not name the script (immune to pkill -f)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import train_siamfc; "
-            "train_siamfc.main(sys.argv[2:])")
-    _run(["-c", code, EXP] + base + ["--out", str(tmp_path / "d4"),
-                                     "--export", str(tmp_path / "d4" / "h.msgpack")])
-    log = lambda d: [json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
-    l1, l4 = log("d1"), log("d4")
+    l1, l4 = _train_1_and_4(tmp_path, "train_siamfc.py", base, "pool_*.npz")
     assert [r["step"] for r in l1] == [r["step"] for r in l4] == [1, 50]
     np.testing.assert_allclose([r["loss"] for r in l4], [r["loss"] for r in l1], rtol=1e-4)
-    assert json.loads((tmp_path / "d4" / "h.msgpack.json").read_text())["devices"] == 4
-    four = checkpoints.load_variables(str(tmp_path / "d4" / "h.msgpack"), one["head"])
-    np.testing.assert_allclose(np.asarray(four["adjust"]["kernel"]), np.asarray(one["head"]["adjust"]["kernel"]),
+    one = _exported(tmp_path, "d1")
+    four = checkpoints.load_variables(str(tmp_path / "d4" / "h.msgpack"), one)      # same structure
+    np.testing.assert_allclose(np.asarray(four["adjust"]["kernel"]), np.asarray(one["adjust"]["kernel"]),
                                rtol=1e-4, atol=1e-6)
 
 
@@ -119,21 +120,24 @@ def _leaves_close(a, b, rtol=1e-4, atol=1e-6):
         np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=rtol, atol=atol)
 
 
-def _train_1_and_4(tmp_path, module, base, pool_glob):
-    """Run ``module.main`` here (1 device) and in a 4-device subprocess on the same cached
-    pool; return (result here, exported file of the 4-device run, both logs)."""
-    import importlib
-    mod = importlib.import_module(module)
-    one = mod.main(base + ["--out", str(tmp_path / "d1"), "--export", str(tmp_path / "d1" / "h.msgpack")])
+def _exported(tmp_path, run):
+    from flax import serialization
+    return serialization.msgpack_restore((tmp_path / run / "h.msgpack").read_bytes())
+
+
+def _train_1_and_4(tmp_path, script, base, pool_glob):
+    """Run ``experiments/<script>`` on 1 device and then on 4 on the same cached pool (both
+    export ``<run>/h.msgpack``); return both logs."""
+    _run_script(script, base + ["--out", str(tmp_path / "d1"), "--export", str(tmp_path / "d1" / "h.msgpack")],
+                devices=1)
     (tmp_path / "d4").mkdir()
     for f in (tmp_path / "d1").glob(pool_glob):          # same cached features: skip the backbone
         shutil.copy(f, tmp_path / "d4" / f.name)
-    code = (f"import sys; sys.path.insert(0, sys.argv[1]); import {module}; {module}.main(sys.argv[2:])")
-    _run(["-c", code, EXP] + base + ["--out", str(tmp_path / "d4"),
-                                     "--export", str(tmp_path / "d4" / "h.msgpack")])
+    _run_script(script, base + ["--out", str(tmp_path / "d4"), "--export", str(tmp_path / "d4" / "h.msgpack")])
     log = lambda d: [json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+    assert json.loads((tmp_path / "d1" / "h.msgpack.json").read_text())["devices"] == 1
     assert json.loads((tmp_path / "d4" / "h.msgpack.json").read_text())["devices"] == 4
-    return one, log("d1"), log("d4")
+    return log("d1"), log("d4")
 
 
 def test_data_parallel_iounet_training_4_devices_matches_1(tmp_path):
@@ -145,7 +149,7 @@ def test_data_parallel_iounet_training_4_devices_matches_1(tmp_path):
     """
     base = ["--images", "", "--synthetic", "2", "--pool", "8", "--batch", "4", "--proposals", "4",
             "--steps", "25", "--ckpt-every", "25", "--seed", "5"]
-    _, l1, l4 = _train_1_and_4(tmp_path, "train_iounet", base, "pool_*.npz")
+    l1, l4 = _train_1_and_4(tmp_path, "train_iounet.py", base, "pool_*.npz")
     assert [r["step"] for r in l1] == [r["step"] for r in l4] == [1, 25]
     np.testing.assert_allclose(l4[0]["loss"], l1[0]["loss"], rtol=1e-5)
     np.testing.assert_allclose(l4[1]["loss"], l1[1]["loss"], rtol=0.1)
@@ -155,11 +159,12 @@ def test_data_parallel_gradnet_training_4_devices_matches_1(tmp_path):
     """GradNet, second-order step with template generalization (4 templates x 2 regions)."""
     base = ["--images", "", "--synthetic", "3", "--pool", "8", "--groups", "4", "--k", "2",
             "--steps", "3", "--ckpt-every", "3", "--seed", "5", "--allow-random-siamfc"]
-    final, l1, l4 = _train_1_and_4(tmp_path, "train_gradnet", base, "pool_*.npz")
+    l1, l4 = _train_1_and_4(tmp_path, "train_gradnet.py", base, "pool_*.npz")
     assert [r["step"] for r in l1] == [r["step"] for r in l4] == [1]
     np.testing.assert_allclose(l4[0]["loss"], l1[0]["loss"], rtol=1e-4)
-    from jaxtrack.trackers import gradnet
-    config = gradnet.GradNetConfig()
-    mine = gradnet.trained_part(config, final)
-    four = checkpoints.load_variables(str(tmp_path / "d4" / "h.msgpack"), mine)
-    _leaves_close(four, mine)
+    from jaxtrack.train import gradnet
+    config = gradnet.variant_config("mobilenet_v2", "full")
+    start = gradnet.start_params(config, seed=5, allow_random_siamfc=True)
+    one = checkpoints.load_variables(str(tmp_path / "d1" / "h.msgpack"), gradnet.export_variables(config, "full", start))
+    four = checkpoints.load_variables(str(tmp_path / "d4" / "h.msgpack"), one)
+    _leaves_close(four, one)

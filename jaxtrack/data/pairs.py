@@ -1,6 +1,6 @@
 """Training pairs for Siamese trackers: exemplar/search crops with their label geometry.
 
-Two honest sources (see DEVELOPERS.md: never benchmark sequences):
+Two honest sources (never benchmark sequences):
 
 * ``image_pair``: one photograph makes a pair, as ATOM makes pairs from COCO: a random
   box is the target; the search view is the same image under a random similarity
@@ -34,7 +34,7 @@ class Pair(NamedTuple):
     offset: np.ndarray   # float32 (2,) target centre minus search-crop centre, crop pixels (dx, dy)
 
 
-def _affine_crop(image, center, side, out_size, angle=0.0, fill=None):
+def affine_crop(image, center, side, out_size, angle=0.0, fill=None):
     """Crop a ``side``-pixel square around ``center`` (continuous coords), rotated by
     ``angle`` degrees, onto ``out_size`` pixels."""
     if fill is None:
@@ -70,11 +70,11 @@ def crop_pair(rng: np.random.Generator, image_z, box_z, image_x, box_x, *,
     x_side *= 1 + rng.uniform(-max_stretch, max_stretch)
     shift = rng.uniform(-max_shift, max_shift, 2)                 # search-crop pixels
     angle = rng.uniform(-max_angle, max_angle) if max_angle else 0.0
-    z = _affine_crop(image_z, cz, z_side, exemplar_size)
+    z = affine_crop(image_z, cz, z_side, exemplar_size)
     # the search crop is centred off the target by ``shift`` (in crop pixels)
     x_center = cx - shift * x_side / instance_size
-    x = _affine_crop(image_x, x_center, x_side, instance_size, angle)
-    x = _photometric(rng, x, color_jitter, blur_prob)
+    x = affine_crop(image_x, x_center, x_side, instance_size, angle)
+    x = photometric(rng, x, color_jitter, blur_prob)
     a = np.deg2rad(angle)
     rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
     return Pair(z, x, (rot @ shift).astype(np.float32))
@@ -91,7 +91,9 @@ def siamfc_crop_pair(rng: np.random.Generator, config, image_z, box_z, image_x, 
                      instance_size=config.instance_size, context=config.context, **SIAMFC_AUGMENT)
 
 
-def _photometric(rng, img, jitter, blur_prob):
+def photometric(rng, img, jitter, blur_prob):
+    """Colour jitter (per-channel gain and a shared bias, both up to ``jitter``) and, with
+    probability ``blur_prob``, a Gaussian blur of 3, 5 or 7 pixels."""
     out = img
     if jitter > 0:
         gain = 1 + rng.uniform(-jitter, jitter, 3)

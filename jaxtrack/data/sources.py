@@ -1,17 +1,17 @@
-"""Pieces every offline training script shares: honest pair sources, resumable checkpoints, a log.
-
-The scripts (``experiments/train_*.py``) stay readable top to bottom; what they all need
-the same way lives here.
+"""Where training pairs come from: photographs shipped in PyPI/Debian packages (and RGBA
+object cut-outs), synthetic sequences, frames packed with the TFDS builder; never a
+benchmark sequence. The default folders are where ``experiments/fetch_training_images.py``
+writes.
 """
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import numpy as np
 
-from jaxtrack.fileio import atomic_write_bytes
+DEFAULT_IMAGES = os.path.expanduser("~/.cache/jaxtrack/train_images")
+DEFAULT_OBJECTS = os.path.expanduser("~/.cache/jaxtrack/train_objects")
 
 
 def load_images(folder: str | None, max_images: int | None = None) -> list[np.ndarray]:
@@ -42,7 +42,7 @@ def load_objects(folder: str | None) -> list[np.ndarray]:
 
 def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: str | None = None,
                  max_gap: int = 50, num_frames: int = 60, appearance_change: float = 0.0):
-    """(photographs, synthetic sequences, TFDS pair sampler or None): the honest sources.
+    """(photographs, synthetic sequences, TFDS pair sampler or None).
 
     Synthetic sequences use seeds ``[seed + 1000, i]``, disjoint from the seeds tests and
     the demo track; ``appearance_change`` is :func:`synthetic.make_sequence`'s. Exits with a
@@ -69,52 +69,18 @@ def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int, p
 
     ``paste`` adds copy-paste pairs (:func:`pairs.paste_pair`) as further sources: shapes cut
     from the photographs and, when ``objects`` (RGBA cut-outs) are given, those objects, both
-    pasted on the photographs. Off by default, so the pair streams of earlier runs stay the same."""
-    from jaxtrack.data import pairs as pairlib
+    pasted on the photographs. Off by default, so the pair streams without it stay the same."""
+    from jaxtrack.data import pairs
     kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler),
                                ("paste", paste and images), ("object", paste and images and len(objects)))
              if have]
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "image":
-        return pairlib.image_pair(rng, images[int(rng.integers(len(images)))])
+        return pairs.image_pair(rng, images[int(rng.integers(len(images)))])
     if kind in ("paste", "object"):
         pool = objects if kind == "object" else images
-        return pairlib.paste_pair(rng, images[int(rng.integers(len(images)))],
-                                  pool[int(rng.integers(len(pool)))])
+        return pairs.paste_pair(rng, images[int(rng.integers(len(images)))],
+                                pool[int(rng.integers(len(pool)))])
     if kind == "sequence":
-        return pairlib.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
+        return pairs.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
     return sampler[index]
-
-
-def siamfc_sgd(lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float):
-    """(schedule, optimiser) of siamfc-pytorch / GradNet: SGD with momentum and weight decay,
-    the learning rate decaying log-linearly from ``lr`` to ``final_lr`` over ``steps``."""
-    import optax
-    schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
-    return schedule, optax.chain(optax.add_decayed_weights(weight_decay),
-                                 optax.sgd(schedule, momentum=momentum))
-
-
-def restore_checkpoint(path: str, template: dict):
-    """The training state saved at ``path`` (structure of ``template``), or None if absent."""
-    from flax import serialization
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        state = serialization.from_bytes(template, f.read())
-    print(f"resumed from {path} at step {int(state['step'])}")
-    return state
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Write the training state atomically: an interruption leaves the previous one intact."""
-    from flax import serialization
-    atomic_write_bytes(path, serialization.to_bytes(state))
-
-
-def log_record(path: str, record: dict) -> None:
-    """Print one JSON line and append it to the run's ``log.jsonl``."""
-    line = json.dumps(record)
-    print(line, flush=True)
-    with open(path, "a") as f:
-        f.write(line + "\n")

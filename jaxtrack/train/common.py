@@ -1,0 +1,121 @@
+"""What the offline training scripts share: the SGD recipe of siamfc-pytorch / GradNet,
+resumable training state, the run log, cached data pools, the data-parallel mesh, the
+flags every script takes and the provenance record beside an exported checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxtrack.data.sources import DEFAULT_IMAGES
+from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
+
+
+# ------------------------------------------------------------------ optimiser
+
+def siamfc_sgd(lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float):
+    """(schedule, optimiser) of siamfc-pytorch / GradNet: SGD with momentum and weight decay,
+    the learning rate decaying log-linearly from ``lr`` to ``final_lr`` over ``steps``."""
+    import optax
+    schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
+    return schedule, optax.chain(optax.add_decayed_weights(weight_decay),
+                                 optax.sgd(schedule, momentum=momentum))
+
+
+# ------------------------------------------------------------------ state, log, pools
+
+def restore_checkpoint(path: str, template: dict):
+    """The training state saved at ``path`` (structure of ``template``), or None if absent."""
+    from flax import serialization
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        state = serialization.from_bytes(template, f.read())
+    print(f"resumed from {path} at step {int(state['step'])}")
+    return state
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write the training state atomically: an interruption leaves the previous one intact."""
+    from flax import serialization
+    atomic_write_bytes(path, serialization.to_bytes(state))
+
+
+def log_record(path: str, record: dict) -> None:
+    """Print one JSON line and append it to the run's ``log.jsonl``."""
+    line = json.dumps(record)
+    print(line, flush=True)
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def cached_pool(path: str, make) -> dict:
+    """The pool of arrays at ``path`` (.npz); if absent, ``make()`` (a dict of arrays) is
+    called and its result written there atomically, so a killed run leaves no half pool."""
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    pool = make()
+    buf = io.BytesIO()
+    np.savez(buf, **pool)
+    atomic_write_bytes(path, buf.getvalue())
+    return pool
+
+
+# ------------------------------------------------------------------ devices
+
+class DataParallel(NamedTuple):
+    """A 1-D mesh over every visible device: ``data`` splits the batch axis over it (XLA
+    then averages the gradients), ``replicated`` puts a full copy on each device."""
+    mesh: Mesh
+    data: NamedSharding
+    replicated: NamedSharding
+
+
+def data_parallel() -> DataParallel:
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    return DataParallel(mesh, NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec()))
+
+
+# ------------------------------------------------------------------ flags
+
+def add_data_args(ap: argparse.ArgumentParser, synthetic: int) -> None:
+    """``--images`` (the package photographs) and ``--synthetic`` (how many sequences)."""
+    ap.add_argument("--images", default=DEFAULT_IMAGES,
+                    help="folder of training photographs (fetch_training_images.py); '' for none")
+    ap.add_argument("--synthetic", type=int, default=synthetic, help="number of synthetic sequences")
+
+
+def add_sgd_args(ap: argparse.ArgumentParser) -> None:
+    """``--lr --final-lr --weight-decay --momentum``, defaults of :func:`siamfc_sgd`'s recipe."""
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--final-lr", type=float, default=1e-5)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--momentum", type=float, default=0.9)
+
+
+def add_run_args(ap: argparse.ArgumentParser, ckpt_every: int) -> None:
+    """``--seed --ckpt-every --stop-after --export``."""
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=ckpt_every)
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="end this run after N steps, as an interruption would (a rerun resumes)")
+    ap.add_argument("--export", default=None, help="write the trained weights here when done")
+
+
+def command_line(script: str, argv=None) -> str:
+    """``script`` and its arguments (``argv``, default the process's) as one string."""
+    return " ".join([script] + list(sys.argv[1:] if argv is None else argv))
+
+
+def write_provenance(export_path: str, record: dict) -> None:
+    """``record`` (how the weights were trained) as ``<export_path>.json``, atomically."""
+    atomic_write_json(export_path + ".json", record)

@@ -1,0 +1,153 @@
+"""SiamFC offline training: augmented exemplar/search pairs, labels centred where each
+target is, the balanced logistic loss, and the pool of frozen MobileNetV2 features of a
+fixed, seeded set of pairs. Augmentation and label radius follow siamfc-pytorch
+(:data:`jaxtrack.data.pairs.SIAMFC_AUGMENT`, ``r_pos`` 16 px).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtrack import ops
+from jaxtrack.data import pairs
+from jaxtrack.data.sources import raw_pair
+from jaxtrack.train.common import cached_pool
+from jaxtrack.trackers import siamfc
+
+POOL_CHUNK = 256      # pairs per seeded draw in the pool (gradnet.pool_from_siamfc replays it)
+
+
+# ------------------------------------------------------------------ data
+
+def draw_pair(rng, config, images, sequences, sampler, index):
+    """One augmented training pair from a randomly chosen source."""
+    return pairs.siamfc_crop_pair(rng, config, *raw_pair(rng, images, sequences, sampler, index))
+
+
+def labels_for(offsets, response_size, config, r_pos=16.0):
+    """Logistic labels centred where each target really is (offset / stride cells)."""
+    r = response_size
+    grid = np.arange(r) - (r - 1) / 2
+    dx = grid[None, None, :] - offsets[:, 0, None, None] / config.total_stride
+    dy = grid[None, :, None] - offsets[:, 1, None, None] / config.total_stride
+    dist = np.abs(dx) + np.abs(dy)
+    return (dist <= r_pos / config.total_stride).astype(np.float32)
+
+
+def make_batch(seed, step, batch, config, sources, stream=0):
+    """``batch`` crop pairs (z, x, offsets) drawn from ``(seed, stream, step)``: training (0)
+    and the pool (1) have separate streams, so resuming redraws exactly the same batches."""
+    rng = np.random.default_rng([seed, stream, step])
+    ps = [draw_pair(rng, config, *sources, index=step * batch + i) for i in range(batch)]
+    return (np.stack([p.z for p in ps]), np.stack([p.x for p in ps]),
+            np.stack([p.offset for p in ps]))
+
+
+def response_size(config, pool=None) -> int:
+    """Side of the score map: on a feature pool, the search map minus the cropped template
+    map plus one; on crops, (instance - exemplar) / stride + 1."""
+    if pool is None:
+        return (config.instance_size - config.exemplar_size) // config.total_stride + 1
+    z = jax.ShapeDtypeStruct((1,) + pool["z"].shape[1:], jnp.float32)
+    zf = jax.eval_shape(lambda a: siamfc.template_features(config, a), z)
+    return pool["x"].shape[1] - zf.shape[1] + 1
+
+
+def train_batch(config, seed, step, batch, response, pool=None, sources=None):
+    """Step ``step``'s (z, x, labels), float32: ``batch`` pairs picked from the feature pool
+    by rng ``[seed, 2, step]``, or (no pool) crop pairs drawn new by :func:`make_batch`."""
+    if pool is not None:
+        idx = np.random.default_rng([seed, 2, step]).integers(0, len(pool["z"]), batch)
+        z, x, offsets = pool["z"][idx], pool["x"][idx], pool["offsets"][idx]
+    else:
+        z, x, offsets = make_batch(seed, step, batch, config, sources)
+    return z.astype(np.float32), x.astype(np.float32), labels_for(offsets, response, config)
+
+
+# ------------------------------------------------------------------ model / loss
+
+def init_params(config, seed: int):
+    """Start of training: mobilenet_v2: the ImageNet backbone and a random head;
+    alexnet: a random network."""
+    if config.backbone == "alexnet":
+        return siamfc.load_params(config, weights="", seed=seed, allow_random=True)
+    from jaxtrack.models.pretrained import mobilenet_v2_variables
+    return {"backbone": mobilenet_v2_variables(), "head": siamfc.init_head(config, jax.random.PRNGKey(seed))}
+
+
+def split_params(config, params):
+    """(trainable, frozen): the frozen MobileNetV2 backbone is never updated; AlexNet's BN
+    running statistics are carried as ``frozen``."""
+    if config.backbone == "mobilenet_v2":
+        return {"head": params["head"]}, {"backbone": params["backbone"]}
+    return {"head": params["head"], "backbone": {"params": params["backbone"]["params"]}}, \
+           {"backbone_stats": params["backbone"].get("batch_stats", {})}
+
+
+def make_loss(config):
+    """``loss_fn(trainable, frozen, z, x, labels) -> (loss, frozen)``; mobilenet_v2 takes
+    cached backbone features, alexnet crops (BN in training mode)."""
+    def loss_fn(trainable, frozen, z, x, labels):
+        params = {**frozen, **trainable}
+        if config.backbone == "mobilenet_v2":
+            # z, x are cached frozen-backbone features: only the head runs here
+            adj = params["head"]["adjust"]
+            fz = jnp.einsum("bhwc,cd->bhwd", z, adj["kernel"]) + adj["bias"]
+            fx = jnp.einsum("bhwc,cd->bhwd", x, adj["kernel"]) + adj["bias"]
+            logits = siamfc.score(config, params, siamfc.template_features(config, fz), fx)
+            return ops.balanced_logistic_loss(logits, labels), frozen
+        # end to end: BN in training mode, its running statistics carried as ``frozen``
+        variables = {"params": trainable["backbone"]["params"], "batch_stats": frozen["backbone_stats"]}
+        fz, upd = siamfc.embed(config, {"backbone": variables}, z, train=True)
+        variables = {**variables, **upd}
+        fx, upd = siamfc.embed(config, {"backbone": variables}, x, train=True)
+        logits = siamfc.score(config, params, fz, fx)
+        return ops.balanced_logistic_loss(logits, labels), {"backbone_stats": upd["batch_stats"]}
+    return loss_fn
+
+
+def export_variables(config, trainable, frozen):
+    """What the siamfc tracker loads: mobilenet_v2 the head; alexnet the whole network."""
+    if config.backbone == "mobilenet_v2":
+        return trainable["head"]
+    return {"backbone": {"params": trainable["backbone"]["params"], "batch_stats": frozen["backbone_stats"]},
+            "head": trainable["head"]}
+
+
+# ------------------------------------------------------------------ feature pool (frozen backbone)
+
+def backbone_features(config, params, images, batch=32):
+    """Frozen backbone features of uint8 crops, float16, ``batch`` crops per call."""
+    module = siamfc.backbone_module(config)
+    fn = jax.jit(lambda im: module.apply(params["backbone"], im))
+    out = [np.asarray(fn(jnp.asarray(images[i:i + batch], jnp.float32)), np.float16)
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+def pool_path(folder: str, seed: int, n: int) -> str:
+    return os.path.join(folder, f"pool_seed{seed}_n{n}.npz")
+
+
+def draw_pool(config, params, sources, n: int, seed: int) -> dict:
+    """``n`` pairs (stream 1 of ``seed``, :data:`POOL_CHUNK` per draw) as backbone features:
+    z, x (float16) and the target offsets."""
+    t0 = time.time()
+    zs, xs, offs = [], [], []
+    for start in range(0, n, POOL_CHUNK):
+        m = min(POOL_CHUNK, n - start)
+        z, x, o = make_batch(seed, start, m, config, sources, stream=1)
+        zs.append(backbone_features(config, params, z))
+        xs.append(backbone_features(config, params, x))
+        offs.append(o)
+        print(f"  pool {start + m}/{n} ({time.time() - t0:.0f}s)", flush=True)
+    return {"z": np.concatenate(zs), "x": np.concatenate(xs), "offsets": np.concatenate(offs)}
+
+
+def build_pool(folder: str, config, params, sources, n: int, seed: int) -> dict:
+    """The feature pool of :func:`draw_pool`, cached in ``folder`` (:func:`pool_path`)."""
+    return cached_pool(pool_path(folder, seed, n), lambda: draw_pool(config, params, sources, n, seed))
