@@ -7,6 +7,8 @@ big_vision's ``configs/``):
   config dataclass's own defaults); ``tiny`` is small and fast, for tests;
 * ``ABLATION``: ``{row: Row}``, the rows of the tracker's ablation table
   (``experiments/ablate.py``), and ``DEFAULT_ROWS``, those run when none are named;
+* ``SWEEP``: what the table adds to the generic sweep (:class:`jaxtrack.eval.sweep.Hooks`:
+  weights to train, a step to tune, a metric per sequence), where it adds anything;
 * training recipes where the tracker trains offline.
 
 ``make_tracker(name, variant=V, **overrides)`` applies ``VARIANTS[V]`` then ``overrides``.

@@ -1,8 +1,10 @@
 """TADT variants: the official channel selection (``default``) and the paper's ablations.
 
 Geometry and channel budget per backbone are in :data:`jaxtrack.trackers.tadt.BACKBONE_DEFAULTS`.
+The ablation table adds the number of channels each selection keeps per sequence (``SWEEP``).
 """
 from jaxtrack.configs import Row, frozen
+from jaxtrack.eval.sweep import Hooks, init_state
 from jaxtrack.trackers.tadt import SELECTIONS
 
 VARIANTS = frozen({
@@ -15,3 +17,13 @@ VARIANTS = frozen({
 # channel-selection ablation: target-aware against all / random / one loss only
 ABLATION = {s: Row("tadt", s) for s in SELECTIONS}
 DEFAULT_ROWS = tuple(ABLATION)
+
+
+def channels_kept(jt, seq, result, seed) -> dict:
+    """Shallow plus deep channels the selection kept on ``seq`` (init run once more)."""
+    import numpy as np
+    st = init_state(jt, seq, result, seed)
+    return {"channels": int(np.sum(np.asarray(st.w_shallow) > 0) + np.sum(np.asarray(st.w_deep) > 0))}
+
+
+SWEEP = Hooks(metrics={"channels": "{:.1f}"}, sequence=channels_kept)
