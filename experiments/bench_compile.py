@@ -24,8 +24,8 @@ import tempfile
 import time
 
 T_START = time.perf_counter()
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+
+from jaxtrack import cli  # noqa: E402
 
 
 def _frame(h=240, w=320, seed=0):
@@ -34,7 +34,7 @@ def _frame(h=240, w=320, seed=0):
     return seq.frame(0), seq.frame(1), seq.gt[0]
 
 
-_build = common.build_for_timing
+_build = cli.build_for_timing
 
 
 def child_first_step(spec: str) -> dict:
@@ -210,9 +210,9 @@ def main(argv=None):
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    common.select_device(args.device)
+    cli.select_device(args.device)
     if args.child:
-        common.enable_compilation_cache(args.cache_dir)
+        cli.enable_compilation_cache(args.cache_dir)
         print(json.dumps(child_first_step(args.child)))
         return
     rows = []

@@ -27,11 +27,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from jaxtrack import cli  # noqa: E402
 
 
-_build = common.build_for_timing
+_build = cli.build_for_timing
 
 
 def _batch_inputs(B, bucket, seed=0, size=(240, 320)):
@@ -162,15 +161,15 @@ def main(argv=None):
     ap.add_argument("--miss-bucket", default="384x512", help="the new bucket for the miss cost")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
-    common.add_cache_args(ap)
+    ap.add_argument("--cache-dir", default=None,
+                    help="persistent XLA compilation cache (off by default: compile times are measured)")
     ap.add_argument("--budget-s", type=float, default=None,
                     help="per-tracker time budget (s); larger B skipped when they would exceed it")
     ap.add_argument("--out", default="bench_scale.json")
     args = ap.parse_args(argv)
-    common.select_device(args.device)
+    cli.select_device(args.device)
     # compile times are part of what is measured: the persistent cache stays off unless asked
-    if args.no_cache is False and "--cache-dir" in (argv if argv is not None else sys.argv):
-        common.setup_cache(args)
+    cli.enable_compilation_cache(args.cache_dir)
     import jaxtrack
     from jaxtrack.fileio import atomic_write_json
     specs = args.trackers or [("siamfc:mobilenet_v2" if n == "siamfc" else n)

@@ -20,57 +20,8 @@ Every formulation is checked against ``ops.xcorr`` before it is timed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def xcorr_cells(z, x):
-    import jax.numpy as jnp
-    hz, wz = z.shape[1:3]
-    ho, wo = x.shape[1] - hz + 1, x.shape[2] - wz + 1
-    out = 0.0
-    for i in range(hz):
-        for j in range(wz):
-            out = out + jnp.einsum("brsc,bc->brs", x[:, i:i + ho, j:j + wo], z[:, i, j])
-    return out
-
-
-def xcorr_rows(z, x):
-    """A scan over template rows, each one einsum over the stacked column shifts
-    (GradNet's previous correlation)."""
-    import jax.numpy as jnp
-    from jax import lax
-    b = max(z.shape[0], x.shape[0])
-    z = jnp.broadcast_to(z, (b,) + z.shape[1:])
-    x = jnp.broadcast_to(x, (b,) + x.shape[1:])
-    hz, wz = z.shape[1:3]
-    ho, wo = x.shape[1] - hz + 1, x.shape[2] - wz + 1
-
-    def row(acc, i):
-        xr = lax.dynamic_slice_in_dim(x, i, ho, axis=1)
-        zr = lax.dynamic_index_in_dim(z, i, axis=1, keepdims=False)
-        shifts = jnp.stack([xr[:, :, j:j + wo] for j in range(wz)], axis=3)
-        return acc + jnp.einsum("brsjc,bjc->brs", shifts, zr), None
-
-    out, _ = lax.scan(row, jnp.zeros((b, ho, wo), jnp.result_type(z, x)), jnp.arange(hz))
-    return out
-
-
-def xcorr_grouped_conv(z, x):
-    import jax.numpy as jnp
-    from jax import lax
-    b = max(z.shape[0], x.shape[0])
-    z = jnp.broadcast_to(z, (b,) + z.shape[1:])
-    x = jnp.broadcast_to(x, (b,) + x.shape[1:])
-    c = x.shape[-1]
-    lhs = jnp.transpose(x, (1, 2, 0, 3)).reshape((1,) + x.shape[1:3] + (b * c,))  # [1, H, W, B*C]
-    rhs = jnp.transpose(z, (1, 2, 3, 0))                                          # [hz, wz, C, B]
-    out = lax.conv_general_dilated(lhs, rhs, (1, 1), "VALID", feature_group_count=b,
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jnp.moveaxis(out[0], -1, 0)
 
 
 def timed(fn, *args, repeats: int):
@@ -95,13 +46,12 @@ def main(argv=None):
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
     ap.add_argument("--out", default="bench_xcorr.json")
     args = ap.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import common
-    common.select_device(args.device)
+    from jaxtrack import cli
+    cli.select_device(args.device)
     import jax
     import jax.numpy as jnp
-    import numpy as np
     from jaxtrack import ops
+    from jaxtrack.ops_reference import xcorr_cells, xcorr_grouped_conv, xcorr_rows
     from jaxtrack.fileio import atomic_write_json
 
     def second_order(f, x):

@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cv2
 import numpy as np
 
-import jaxtrack
+from jaxtrack import cli
 from jaxtrack.data.synthetic import make_sequence
 from jaxtrack.driver import JitTracker, run_sequence
 from jaxtrack.eval.metrics import sequence_metrics
@@ -59,23 +56,22 @@ def write_outputs(seq, pred, out_dir):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tracker", default="siamfc")
-    ap.add_argument("--backbone", default="mobilenet_v2")
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--seed", type=int, default=0, help="synthetic sequence and tracker seed")
+    cli.add_tracker_args(ap)
+    ap.set_defaults(backbone="mobilenet_v2")
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--out", default="demo_out")
     args = ap.parse_args(argv)
+    cli.setup_runtime(args)
 
     seq = make_sequence(args.seed, num_frames=args.frames, name=f"synthetic-{args.seed}")
-    tracker = jaxtrack.make_tracker(args.tracker, backbone=args.backbone, weights=args.weights)
+    tracker = cli.make_tracker(args)
     jt = JitTracker(tracker)
     run_sequence(jt, seq, seed=args.seed)            # warm-up: compile once
     result = run_sequence(jt, seq, seed=args.seed)
     m = sequence_metrics(result.boxes, seq.gt, seq.index_base)
     fps = (len(seq) - 1) / result.times[1:].sum()
     png, mp4 = write_outputs(seq, result.boxes, args.out)
-    summary = {"tracker": args.tracker, "backbone": args.backbone, "sequence": seq.name,
+    summary = {"tracker": args.tracker, "variant": args.variant, "backbone": args.backbone, "sequence": seq.name,
                "seed": args.seed, "frames": len(seq), "auc": round(float(m["auc"]), 4),
                "prec20": round(float(m["prec20"]), 4), "fps": round(float(fps), 1),
                "compilations": jt.num_compilations, "picture": png, "video": mp4}

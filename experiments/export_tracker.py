@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from jaxtrack import cli
 
 
 def parse_bucket(text: str) -> tuple[int, int]:
@@ -29,20 +27,17 @@ def parse_bucket(text: str) -> tuple[int, int]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(ap)
-    ap.add_argument("--allow-random", action="store_true", help="random head if no checkpoint (tests)")
+    cli.add_tracker_args(ap)
     ap.add_argument("--buckets", nargs="*", type=parse_bucket, default=None,
-                    help="frame buckets HxW (padded shapes; see jaxtrack.driver.BUCKET_LADDER)")
+                    help="frame buckets HxW (padded shapes; see jaxtrack.frames.BUCKET_LADDER)")
     ap.add_argument("--root", default=None, help="export the buckets this dataset's sequences need")
     ap.add_argument("--dataset", default="otb")
     ap.add_argument("--split", default=None)
     ap.add_argument("--platforms", nargs="*", default=None, help="e.g. cpu cuda (default: current)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    common.select_device(args.device)
-    common.setup_cache(args)
+    cli.setup_runtime(args)
 
-    import jaxtrack
     from jaxtrack.frames import bucket_shape
     from jaxtrack.export import export_tracker
 
@@ -52,10 +47,7 @@ def main(argv=None):
         for seq in load_dataset(args.dataset, args.root, split=args.split):
             buckets.append(bucket_shape(*seq.frame_size(0)))
     buckets = sorted(set(buckets)) or [(256, 384)]
-    kw = common.tracker_overrides(args)
-    if args.allow_random:
-        kw["allow_random"] = True
-    tracker = jaxtrack.make_tracker(args.tracker, seed=args.seed, **kw)
+    tracker = cli.make_tracker(args, seed=args.seed)
     meta = export_tracker(tracker, buckets, args.out, platforms=args.platforms)
     print(json.dumps({k: meta[k] for k in ("tracker", "buckets", "platforms", "params")}))
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")

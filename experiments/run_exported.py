@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 T0 = time.perf_counter()
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from jaxtrack import cli  # noqa: E402  (argparse helpers only: no tracker code)
 
 
 def main(argv=None):
@@ -29,15 +27,11 @@ def main(argv=None):
     ap.add_argument("--root", required=True)
     ap.add_argument("--split", default=None)
     ap.add_argument("--sequences", nargs="*", default=None)
-    ap.add_argument("--seed", type=int, default=0, help="per-sequence keys as jaxtrack.driver makes them")
-    ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
-    common.add_cache_args(ap)
+    cli.add_runtime_args(ap)
     ap.add_argument("--out", default=None, help="JSON of boxes/scores per sequence")
     args = ap.parse_args(argv)
-    common.select_device(args.device)
-    common.setup_cache(args)
+    cli.setup_runtime(args)
 
-    import numpy as np
     from jaxtrack.data import load_dataset
     from jaxtrack.export import load_exported
     from jaxtrack.frames import sequence_key
@@ -59,7 +53,7 @@ def main(argv=None):
     out["load_s"] = t_loaded - T0
     out["process_start_to_sequence_done_s"] = first_box_s
     out["tracker_modules_imported"] = sorted(
-        m for m in sys.modules if m.startswith(("jaxtrack.trackers", "jaxtrack.models", "flax")))
+        m for m in sys.modules if m.startswith(("jaxtrack.trackers.", "jaxtrack.models", "flax")))
     if args.out:
         from jaxtrack.fileio import atomic_write_json
         atomic_write_json(args.out, out)

@@ -8,9 +8,13 @@ import os
 
 
 def select_device(device: str | None) -> None:
-    """``--device cpu|gpu``: must run before JAX initialises its backends."""
+    """``--device cpu|gpu``: must run before JAX initialises its backends (jax itself may be
+    imported already: it reads ``JAX_PLATFORMS`` at import, so the setting goes to its config)."""
     if device:
-        os.environ["JAX_PLATFORMS"] = {"gpu": "cuda", "cpu": "cpu"}.get(device, device)
+        platform = {"gpu": "cuda", "cpu": "cpu"}.get(device, device)
+        os.environ["JAX_PLATFORMS"] = platform
+        import jax
+        jax.config.update("jax_platforms", platform)
 
 
 def default_cache_dir() -> str:
@@ -52,6 +56,8 @@ def add_tracker_args(ap: argparse.ArgumentParser, default: str | None = "siamfc"
                     help="override one config field (Python literal), e.g. --set learning_rate=0.02; repeatable")
     ap.add_argument("--backbone", default=None, help="shorthand for --set backbone=NAME")
     ap.add_argument("--weights", default=None, help="trained weights (default: the committed checkpoint)")
+    ap.add_argument("--allow-random", action="store_true",
+                    help="untrained (seeded random) weights where no checkpoint exists: tests and timing only")
     add_runtime_args(ap)
 
 
@@ -77,6 +83,8 @@ def tracker_overrides(args) -> dict:
         kw["backbone"] = args.backbone
     if getattr(args, "weights", None):
         kw["weights"] = args.weights
+    if getattr(args, "allow_random", False):
+        kw["allow_random"] = True
     return kw
 
 

@@ -24,3 +24,21 @@ def mobilenet_pt():
     if not MOBILENET_PT.is_file():
         pytest.skip("../shared/weights not present")
     return MOBILENET_PT
+
+
+def _run_script(name: str, *args, env=None, timeout: float = 900, check: bool = True):
+    """Run ``experiments/<name>.py`` in a fresh process (scripts are run, never imported)."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, str(REPO_ROOT / "experiments" / f"{name}.py"), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})})
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture
+def run_script():
+    """``run_script("run_ope", "--tracker", ...)``: a script's CompletedProcess."""
+    return _run_script

@@ -80,20 +80,5 @@ def test_batched_equals_one_at_a_time_on_six_real_sequences(otb_root):
         np.testing.assert_allclose(res[s.name].boxes, ref.boxes, atol=1e-2, err_msg=s.name)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("atom", dict(allow_random=True, augment=False, memory_size=24, init_gn_iter=2, init_cg_iter=3,
-                  train_skipping=2)),
-    ("dat", dict(backbone="vggm", allow_random=True, n_samples=16, n_bbreg=32, n_pos_init=16, n_neg_init=32,
-                 maxiter_init=2, n_pos_update=8, n_neg_update=8, n_frames_long=3, n_frames_short=2,
-                 maxiter_update=1, batch_pos=8, batch_neg=8, batch_neg_cand=16, att_batch=2, att_frames=2,
-                 att_pos_per_frame=2, att_neg_per_frame=2, chunk=16, long_interval=2)),
-])
-def test_batched_periodic_updates_equal_one_at_a_time(name, kw):
-    """Trackers with online updates under ``lax.cond``-style schedules (online.lazy_cond): slots
-    started at different frames update on different steps, and each keeps its own result."""
-    seqs = [make_sequence([22, i], num_frames=n, size=(96, 128), name=f"u{i}") for i, n in enumerate((5, 2, 4))]
-    t = jaxtrack.make_tracker(name, **kw)
-    ref = {s.name: run_sequence(JitTracker(t), s, seed=1) for s in seqs}
-    res = track_batched(BatchTracker(t, 2), seqs, seed=1)
-    for s in seqs:
-        np.testing.assert_allclose(res[s.name].boxes, ref[s.name].boxes, atol=1e-2, err_msg=s.name)
+# Every tracker on its tiny variant, online updates included, batched against one at a
+# time: tests/test_contract.py.

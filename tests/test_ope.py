@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxtrack import boxes as B
-from jaxtrack.eval import (evaluate_results, markdown_table, plot_success_precision,
+from jaxtrack.eval import (evaluate_results, load_results, markdown_table, plot_success_precision,
                            read_boxes, read_times, run_ope)
 from jaxtrack.eval import metrics as M
 
@@ -175,7 +175,7 @@ def test_corrupt_or_partial_files_are_redone(tmp_path):
 
 def test_bad_track_fn_output_is_refused(tmp_path):
     seqs = make_sequences(1)
-    with pytest.raises(ValueError, match="track_fn returned"):
+    with pytest.raises(ValueError, match="the tracker returned boxes"):
         run_ope("T", seqs, lambda s: (np.zeros((len(s) - 1, 4)), np.zeros(len(s) - 1)),
                 tmp_path, progress=False)
     assert not (tmp_path / "T" / f"{seqs[0].name}.txt").exists()
@@ -227,9 +227,42 @@ def test_evaluate_foreign_tab_separated_folder(tmp_path):
     assert list(r["unreadable"]) == [seqs[3].name] and list(r["per_sequence"]) == [seqs[0].name]
 
     # compare the trackers on one plot and in one table
-    paths = plot_success_precision({"T": ours, "other": foreign, "T again": tmp_path / "T"},
-                                   seqs[:3], tmp_path / "cmp")
+    named = load_results({"T": ours, "other": foreign, "T again": tmp_path / "T"}, seqs[:3])
+    assert named["T again"]["per_sequence"] == {s.name: ours["per_sequence"][s.name] for s in seqs[:3]}
+    paths = plot_success_precision(named, tmp_path / "cmp")
     for p in paths.values():
         assert p.read_bytes()[:8] == PNG_MAGIC
     table = markdown_table({"T": ours, "other": theirs})
     assert table.count("\n") == 4 and "| T |" in table and "| other |" in table
+
+
+def test_results_folders_are_named_by_the_whole_run_and_never_mixed(tmp_path):
+    from jaxtrack.eval.ope import RunMismatchError, claim_folder, run_identity, run_name
+    import jaxtrack
+    t = jaxtrack.make_tracker("siamfc", variant="tiny", allow_random=True)
+    ident = run_identity(t, variant="tiny", seed=0)
+    assert ident["config"]["instance_size"] == 191 and len(ident["params_sha256"]) == 64
+    name = run_name(ident)
+    assert name.startswith("siamfc_alexnet_tiny_") and name == run_name(run_identity(t, variant="tiny", seed=0))
+    other_seed = run_identity(t, variant="tiny", seed=1)
+    other_config = run_identity(jaxtrack.make_tracker("siamfc", variant="tiny", params=t.params,
+                                                      window_influence=0.3), variant="tiny", seed=0)
+    other_weights = run_identity(jaxtrack.make_tracker("siamfc", variant="tiny", allow_random=True, seed=1),
+                                 variant="tiny", seed=0)
+    assert len({name, run_name(other_seed), run_name(other_config), run_name(other_weights)}) == 4
+    folder = tmp_path / name
+    claim_folder(folder, ident)
+    claim_folder(folder, ident)                               # the same run resumes
+    with pytest.raises(RunMismatchError, match="config.window_influence: recorded 0.176, now 0.3"):
+        claim_folder(folder, other_config)
+    with pytest.raises(RunMismatchError, match="params_sha256"):
+        claim_folder(folder, other_weights)
+    with pytest.raises(RunMismatchError, match="seed: recorded 0, now 1"):
+        claim_folder(folder, other_seed)
+    claim_folder(folder, other_seed, overwrite=True)          # --overwrite starts afresh
+    assert json.loads((folder / "run.json").read_text())["seed"] == 1
+    legacy = tmp_path / "old"
+    legacy.mkdir()
+    (legacy / "a.txt").write_text("1,2,3,4\n")
+    with pytest.raises(RunMismatchError, match="no run.json"):
+        claim_folder(legacy, ident)

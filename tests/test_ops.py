@@ -156,21 +156,18 @@ def test_xcorr_formulations_agree():
     """ops.xcorr (GEMM + shifted diagonal sums) equals the per-cell einsum, the row scan and
     the grouped convolution that experiments/bench_xcorr.py times it against, with broadcasting on
     either side, and its gradients equal theirs."""
-    import os
-    import sys
     import jax
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
-    import bench_xcorr
+    from jaxtrack import ops_reference
     rng = np.random.default_rng(0)
     for zb, xb in ((1, 3), (2, 2), (3, 1)):
         z = jnp.asarray(rng.normal(size=(zb, 3, 4, 5)), jnp.float32)
         x = jnp.asarray(rng.normal(size=(xb, 9, 8, 5)), jnp.float32)
         ref = ops.xcorr(z, x)
         assert ref.shape == (max(zb, xb), 7, 5)
-        for f in (bench_xcorr.xcorr_cells, bench_xcorr.xcorr_rows, bench_xcorr.xcorr_grouped_conv):
+        for f in (ops_reference.xcorr_cells, ops_reference.xcorr_rows, ops_reference.xcorr_grouped_conv):
             np.testing.assert_allclose(np.asarray(f(z, x)), np.asarray(ref), rtol=1e-5, atol=1e-5)
         loss = lambda f: lambda z, x: jnp.sum(jnp.sin(f(z, x)))   # noqa: E731
         g_ref = jax.grad(loss(ops.xcorr), argnums=(0, 1))(z, x)
-        g_cells = jax.grad(loss(bench_xcorr.xcorr_cells), argnums=(0, 1))(z, x)
+        g_cells = jax.grad(loss(ops_reference.xcorr_cells), argnums=(0, 1))(z, x)
         for a, b in zip(g_ref, g_cells):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)

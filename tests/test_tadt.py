@@ -1,5 +1,4 @@
 """TADT: VGG-16 loaders, FFT correlation, gradient-based channel selection, the tracker."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp

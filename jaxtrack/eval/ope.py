@@ -275,8 +275,11 @@ RUN_FILE = "run.json"
 def run_identity(tracker, *, variant: str = "default", seed: int = 0, **extra) -> dict:
     """What determines a tracker's boxes: its name, variant, full config, the fingerprint of
     its params and the seed (plus ``extra``, e.g. the dataset)."""
+    import dataclasses
+
     from jaxtrack.checkpoints import fingerprint
-    return {"tracker": tracker.name, "variant": variant, "config": repr(tracker.config),
+    config = json.loads(json.dumps(dataclasses.asdict(tracker.config), default=repr))
+    return {"tracker": tracker.name, "variant": variant, "config": config,
             "params_sha256": fingerprint(tracker.params), "seed": seed, **extra}
 
 
@@ -284,9 +287,8 @@ def run_name(identity: dict) -> str:
     """``<tracker>_<backbone>_<variant>_<hash>``: the results folder of a run, the hash (8 hex
     digits) over the whole identity, so another config, weights or seed gets another folder."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    backbone = re.search(r"backbone='([^']*)'", identity["config"])
-    parts = [identity["tracker"]] + ([backbone.group(1)] if backbone else []) + [identity["variant"], digest]
-    return "_".join(parts)
+    backbone = identity["config"].get("backbone")
+    return "_".join([identity["tracker"]] + ([backbone] if backbone else []) + [identity["variant"], digest])
 
 
 def claim_folder(tracker_dir, identity: dict, *, overwrite: bool = False) -> None:
@@ -297,10 +299,10 @@ def claim_folder(tracker_dir, identity: dict, *, overwrite: bool = False) -> Non
     d = Path(tracker_dir)
     path = d / RUN_FILE
     if path.is_file() and not overwrite:
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        old, new = _flat(json.loads(path.read_text())), _flat(identity)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
-            shown = "; ".join(f"{k}: recorded {old.get(k)!r}, now {identity.get(k)!r}" for k in diff[:3])
+            shown = "; ".join(f"{k}: recorded {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:4])
             raise RunMismatchError(f"{d}: holds results of another run ({shown}); use another "
                                    "--results / --name, or --overwrite to replace them")
         return
@@ -308,6 +310,16 @@ def claim_folder(tracker_dir, identity: dict, *, overwrite: bool = False) -> Non
         raise RunMismatchError(f"{d}: has result files but no {RUN_FILE}, so what made them is unknown; "
                                "use another --results / --name, or --overwrite to replace them")
     atomic_write_json(path, identity)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
 
 class RunMismatchError(RuntimeError):
@@ -337,8 +349,8 @@ def write_sequence_result(tracker_dir, seq, boxes, times) -> None:
     boxes = np.asarray(boxes, np.float64)
     times = np.asarray(times, np.float64).reshape(-1)
     if boxes.shape != (n, 4) or times.shape != (n,):
-        raise ValueError(f"{seq.name}: got boxes {boxes.shape} and times {times.shape} for {n} "
-                         f"frames (want ({n}, 4) and ({n},))")
+        raise ValueError(f"{seq.name}: the tracker returned boxes {boxes.shape} and times {times.shape} "
+                         f"for {n} frames (want ({n}, 4) and ({n},))")
     box_path, time_path = result_paths(tracker_dir, seq.name)
     atomic_write_text(time_path, format_rows(times, "%.8f"))
     atomic_write_text(box_path, format_rows(B.to_dataset(boxes, seq.index_base), "%.4f"))

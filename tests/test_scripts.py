@@ -1,0 +1,70 @@
+"""The scripts users run, each in its own process: demo, run_ope (variants, --set, resume,
+refusal to mix runs), bench_compile."""
+import json
+
+import pytest
+
+from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
+
+
+def test_demo_prints_metrics_and_draws_boxes(tmp_path, run_script):
+    out = run_script("demo", "--frames", "30", "--out", tmp_path, "--no-cache").stdout
+    assert "success AUC" in out and "FPS" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (tmp_path / summary["sequence"]).with_suffix(".png").stat().st_size > 1000
+    assert 0.0 <= summary["auc"] <= 1.0 and summary["fps"] > 0
+    assert summary["compilations"] == 2
+
+
+@pytest.fixture(scope="module")
+def got10k_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_got10k_layout(make_dataset(11, 3, num_frames=12), str(root), split="val")
+    return root
+
+
+def _ope_args(root, results, *extra):
+    # the tiny SiamFC AlexNet has no trained weights: a fixed random network, seeded
+    return ["--tracker", "siamfc", "--variant", "tiny", "--allow-random", "--dataset", "got10k",
+            "--root", root, "--split", "val", "--results", results, "--no-progress", "--no-cache",
+            *extra]
+
+
+def test_run_ope_names_the_folder_by_config_resumes_and_refuses_other_runs(tmp_path, got10k_root, run_script):
+    results = tmp_path / "R"
+    out = run_script("run_ope", *_ope_args(got10k_root, results)).stdout
+    (folder,) = [p for p in results.iterdir() if p.is_dir()]
+    assert folder.name.startswith("siamfc_alexnet_tiny_")
+    run = json.loads((folder / "run.json").read_text())
+    assert run["variant"] == "tiny" and run["config"]["instance_size"] == 191 and run["seed"] == 0
+    files = sorted(p.name for p in folder.glob("*.txt"))
+    assert len(files) == 3 and "compilations this run 2" in out
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["per_sequence"]) == {f[:-4] for f in files}
+    assert (folder / "metrics.md").exists() and (folder / "success.png").exists()
+    # resume: nothing is recomputed, so nothing compiles and no file changes
+    stamp = {f: (folder / f).stat().st_mtime_ns for f in files}
+    out = run_script("run_ope", *_ope_args(got10k_root, results)).stdout
+    assert "compilations this run 0" in out
+    assert {f: (folder / f).stat().st_mtime_ns for f in files} == stamp
+    # another setting is refused in a folder that holds another run's results (unit tests of
+    # the folder names and identity: tests/test_ope.py)
+    first = sorted(metrics["per_sequence"])[0]
+    proc = run_script("run_ope", *_ope_args(got10k_root, results, "--set", "window_influence=0.3",
+                                            "--sequences", first, "--name", folder.name), check=False)
+    assert proc.returncode != 0 and "holds results of another run" in proc.stderr
+    assert "config.window_influence: recorded 0.176, now 0.3" in proc.stderr
+    assert {f: (folder / f).stat().st_mtime_ns for f in files} == stamp
+
+
+def test_run_ope_rejects_a_bad_set(tmp_path, got10k_root, run_script):
+    proc = run_script("run_ope", *_ope_args(got10k_root, tmp_path, "--set", "learning_rate=0.1"),
+                      check=False)
+    assert proc.returncode != 0 and "learning_rate" in proc.stderr and "unknown config field" in proc.stderr
+
+
+def test_bench_compile_reports_compile_and_frame_times(tmp_path, run_script):
+    out = tmp_path / "b.json"
+    run_script("bench_compile", "--trackers", "siamfc:mobilenet_v2", "--frames", "3", "--no-warm", "--out", out)
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["compile_init_s"] > 0 and row["compile_track_step_s"] > 0 and row["fps"] > 0
