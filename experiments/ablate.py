@@ -132,4 +132,4 @@ def _hooks(module):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

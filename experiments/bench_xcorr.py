@@ -23,6 +23,8 @@ import argparse
 import sys
 import time
 
+from jaxtrack import cli
+
 
 def timed(fn, *args, repeats: int):
     import jax
@@ -98,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

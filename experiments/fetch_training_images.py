@@ -40,6 +40,7 @@ import zipfile
 import cv2
 import numpy as np
 
+from jaxtrack import cli
 from jaxtrack.data.sources import DEFAULT_IMAGES
 
 PYPI = [("scikit-image", "skimage/data/")]
@@ -165,4 +166,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

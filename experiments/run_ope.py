@@ -38,6 +38,9 @@ def main(argv=None):
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--compare", nargs="*", default=[], help="other result folders to plot alongside")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--debug-nans", action="store_true",
+                    help="run under jax.experimental.checkify: stop at the first operation that makes "
+                         "a NaN (or divides by zero) and name it (slower; not with --parallel)")
     ap.add_argument("--parallel", type=int, default=0, metavar="B",
                     help="track B sequences at once, sharded over the local devices")
     ap.add_argument("--bucket-policy", default="group", choices=["group", "max"],
@@ -76,11 +79,10 @@ def main(argv=None):
         how = f"batched step/init per bucket, {runner.num_devices} local device(s), batch {args.parallel}"
     else:
         from jaxtrack.driver import JitTracker, run_sequence
-        runner = JitTracker(tracker)
+        runner = JitTracker(tracker, checked=args.debug_nans)
 
         def track(seq):
-            r = run_sequence(runner, seq, seed=args.seed)
-            return r.boxes, r.times
+            return run_sequence(runner, seq, seed=args.seed)
 
         report = ope.run_ope(name, sequences, track, args.results, overwrite=args.overwrite,
                              progress=not args.no_progress, extra_info=info, identity=identity)
@@ -100,4 +102,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxtrack import checkpoints
+from jaxtrack import checkpoints, cli
 from jaxtrack.train import common, gradnet
 
 
@@ -147,4 +147,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxtrack import checkpoints
+from jaxtrack import checkpoints, cli
 from jaxtrack.data.sources import load_objects, pair_sources
 from jaxtrack.models import pretrained
 from jaxtrack.train import common, iounet
@@ -153,4 +153,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

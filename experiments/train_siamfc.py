@@ -15,7 +15,7 @@ import time
 import jax
 import optax
 
-from jaxtrack import checkpoints
+from jaxtrack import checkpoints, cli
 from jaxtrack.data.sources import pair_sources
 from jaxtrack.train import common, siamfc
 from jaxtrack.trackers.siamfc import SiamFCConfig
@@ -93,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

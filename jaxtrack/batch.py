@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxtrack import boxes as bx
 from jaxtrack.core import Frame, Tracker
-from jaxtrack.driver import SequenceResult
+from jaxtrack.driver import finish_result
 from jaxtrack.frames import bucket_shape, check_image, sequence_key
 
 BATCH_AXIS = "batch"
@@ -233,6 +233,8 @@ class _Slot:
         self.boxes = np.zeros((n, 4), np.float64)
         self.scores = np.zeros(n, np.float64)
         self.times = np.zeros(n, np.float64)
+        self.lost, self.finite = np.zeros(n, bool), np.ones(n, bool)
+        self.sizes = np.zeros((n, 2), np.int64)
         self.next = None                                    # future of frame t + 1
 
     @property
@@ -299,7 +301,8 @@ def _track_group(bt, sequences, bucket, seed, pool, results, on_done, batch_init
 
     def finish(s: int):
         slot = slots[s]
-        res = SequenceResult(slot.boxes, slot.scores, slot.times)
+        res = finish_result(slot.seq.name, slot.boxes, slot.scores, slot.times, slot.lost, slot.finite,
+                            slot.sizes)
         results[slot.seq.name] = res
         slots[s] = None
         if on_done is not None:
@@ -323,6 +326,7 @@ def _track_group(bt, sequences, bucket, seed, pool, results, on_done, batch_init
                 slot = slots[s]
                 image = slot.next.result()
                 pad_into(image, bucket, images[s], sizes[s], f"{slot.seq.name} frame 0")
+                slot.sizes[0] = sizes[s]
                 box = bx.validate_box(slot.seq.gt[0], image.shape[:2], where=f"{slot.seq.name}: first box")
                 boxes[s], keys[s], mask[s] = box, np.asarray(sequence_key(seed, slot.seq.name)), True
                 slot.boxes[0], slot.scores[0] = box, 1.0
@@ -352,13 +356,16 @@ def _track_group(bt, sequences, bucket, seed, pool, results, on_done, batch_init
             pad_into(slot.next.result(), bucket, images[s], sizes[s],
                      f"{slot.seq.name} frame {slot.t + 1}")
             slot.t += 1
+            slot.sizes[slot.t] = sizes[s]
             if not slot.done:
                 slot.next = pool.submit(slot.seq.frame, slot.t + 1)
         states, out = bt.step(states, images, sizes, active)
         out_boxes, out_scores = np.asarray(out.box), np.asarray(out.score)
+        out_lost, out_finite = np.asarray(out.lost), np.asarray(out.finite)
         dt = (time.perf_counter() - t0) / active.sum()
         for s in np.flatnonzero(active):
             slot = slots[s]
             slot.boxes[slot.t], slot.scores[slot.t], slot.times[slot.t] = out_boxes[s], out_scores[s], dt
+            slot.lost[slot.t], slot.finite[slot.t] = out_lost[s], out_finite[s]
             if slot.done:
                 finish(s)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxtrack.errors import BoxError
+
 
 def _xp(a):
     """numpy for numpy/list input, jax.numpy for jax arrays and tracers."""
@@ -80,7 +82,7 @@ def polygon_to_xywh(poly):
     if p.shape[-1] == 4:
         return p
     if p.shape[-1] != 8:
-        raise ValueError(f"a polygon needs 8 values, got {p.shape[-1]}")
+        raise BoxError(f"a polygon needs 8 values, got {p.shape[-1]}")
     xs, ys = p[..., 0::2], p[..., 1::2]
     cx, cy = xs.mean(-1), ys.mean(-1)
     x1, x2 = xs.min(-1), xs.max(-1)
@@ -125,16 +127,17 @@ def normalized_center_error(a, b):
 
 
 def validate_box(box, image_hw=None, where: str = "box"):
-    """Raise ``ValueError`` naming ``where`` if a box is not finite, empty, or outside the image."""
+    """Raise :class:`~jaxtrack.errors.BoxError` naming ``where`` if a box is not finite, empty, or
+    outside the image; returns it as float64."""
     b = np.asarray(box, dtype=np.float64)
     if b.shape != (4,):
-        raise ValueError(f"{where}: a box needs 4 values x,y,w,h, got shape {b.shape}")
+        raise BoxError(f"{where}: a box needs 4 values x,y,w,h, got shape {b.shape}")
     if not np.all(np.isfinite(b)):
-        raise ValueError(f"{where}: box {b.tolist()} has a non-finite value")
+        raise BoxError(f"{where}: box {b.tolist()} has a non-finite value")
     if b[2] <= 0 or b[3] <= 0:
-        raise ValueError(f"{where}: box {b.tolist()} has zero or negative size")
+        raise BoxError(f"{where}: box {b.tolist()} has zero or negative size")
     if image_hw is not None:
         h, w = image_hw
         if b[0] >= w or b[1] >= h or b[0] + b[2] <= 0 or b[1] + b[3] <= 0:
-            raise ValueError(f"{where}: box {b.tolist()} lies outside the {w}x{h} image")
+            raise BoxError(f"{where}: box {b.tolist()} lies outside the {w}x{h} image")
     return b

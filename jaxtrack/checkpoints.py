@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxtrack import fileio
+from jaxtrack.errors import CheckpointError
 
 CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 
@@ -32,22 +33,40 @@ def _check_tree(got, want, path: tuple, file) -> None:
     where = "/".join(str(p) for p in path) or "<root>"
     if isinstance(want, Mapping):
         if not isinstance(got, Mapping):
-            raise ValueError(f"{file}: at {where}: expected a dict, got {type(got).__name__}")
+            raise CheckpointError(f"{file}: at {where}: expected a dict, got {type(got).__name__}")
         missing = sorted(set(map(str, want)) - set(map(str, got)))
         extra = sorted(set(map(str, got)) - set(map(str, want)))
         if missing or extra:
-            raise ValueError(f"{file}: at {where}: missing keys {missing}, unexpected keys {extra}")
+            raise CheckpointError(f"{file}: at {where}: missing keys {missing}, unexpected keys {extra}")
         for k in want:
             _check_tree(got[k], want[k], path + (k,), file)
         return
     want_shape, want_dtype = tuple(np.shape(want)), np.dtype(want.dtype)
     if isinstance(got, Mapping):
-        raise ValueError(f"{file}: at {where}: expected an array {want_shape}, got a dict")
+        raise CheckpointError(f"{file}: at {where}: expected an array {want_shape}, got a dict")
     got = got if hasattr(got, "shape") else np.asarray(got)
     if tuple(got.shape) != want_shape:
-        raise ValueError(f"{file}: at {where}: expected shape {want_shape}, got {tuple(got.shape)}")
+        raise CheckpointError(f"{file}: at {where}: expected shape {want_shape}, got {tuple(got.shape)}")
     if np.dtype(got.dtype) != want_dtype:
-        raise ValueError(f"{file}: at {where}: expected dtype {want_dtype}, got {np.dtype(got.dtype)}")
+        raise CheckpointError(f"{file}: at {where}: expected dtype {want_dtype}, got {np.dtype(got.dtype)}")
+
+
+def _restore_msgpack(path):
+    """The msgpack tree in ``path``, or a CheckpointError that names the file and says what it is."""
+    from flax import serialization
+    data = Path(path).read_bytes()
+    try:
+        raw = serialization.msgpack_restore(data)
+    except Exception as e:                       # msgpack's own errors name no file
+        kind = ("a zip file (a torch .pt/.pth checkpoint?)" if data[:2] == b"PK" else
+                "a pickle (a legacy torch checkpoint?)" if data[:1] == b"\x80" else
+                "empty" if not data else "not msgpack, or truncated")
+        raise CheckpointError(f"{path}: not a jaxtrack .msgpack checkpoint ({kind}: "
+                              f"{type(e).__name__}: {e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: not a jaxtrack .msgpack checkpoint (holds a "
+                              f"{type(raw).__name__}, not a dict of arrays)")
+    return raw
 
 
 def load_variables(path, template):
@@ -63,7 +82,7 @@ def load_variables(path, template):
     import jax
     import jax.numpy as jnp
     from flax import serialization
-    raw = serialization.msgpack_restore(Path(path).read_bytes())
+    raw = _restore_msgpack(path)
     raw = jax.tree.map(lambda v: v.astype(np.float32) if getattr(v, "dtype", None) == np.float16 else v,
                        raw)
     want = serialization.to_state_dict(template)

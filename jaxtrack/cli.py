@@ -112,3 +112,33 @@ def build_for_timing(spec: str):
         return jaxtrack.make_tracker(name, **kw), False
     except FileNotFoundError:
         return jaxtrack.make_tracker(name, allow_random=True, **kw), True
+
+
+def run(main) -> None:
+    """Run a script's ``main()``: input errors jaxtrack recognised are one line on stderr (exit 2),
+    and Ctrl-C always ends the run with exit 130, even when the KeyboardInterrupt lands in a
+    callback that swallows it (JAX's garbage-collection callback does)."""
+    import signal
+    import sys
+
+    from jaxtrack.errors import JaxtrackError
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except JaxtrackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if interrupted:
+        print("interrupted (the interrupt arrived where it could not stop the run at once)",
+              file=sys.stderr)
+        sys.exit(130)

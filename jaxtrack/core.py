@@ -26,6 +26,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 
+from jaxtrack.errors import ConfigError
+
 
 class Frame(NamedTuple):
     """An RGB image padded to a bucket shape, and its true size.
@@ -44,8 +46,17 @@ class Frame(NamedTuple):
 
 
 class TrackOutput(NamedTuple):
-    box: Any      # float32 [4], xywh, 0-based continuous pixel coordinates
-    score: Any    # float32 [], the tracker's confidence (peak response)
+    """What ``track_step`` reports for a frame.
+
+    ``lost`` is the tracker's own judgement that the target is not in view (ATOM's
+    not-found score, DAT's failure test, a low peak for the Siamese trackers); ``finite``
+    says the state and the box are finite, and is set for every tracker by the build path
+    (:func:`with_health`), so a tracker leaves it at its default.
+    """
+    box: Any              # float32 [4], xywh, 0-based continuous pixel coordinates
+    score: Any            # float32 [], the tracker's confidence (peak response)
+    lost: Any = False     # bool []: the target is judged lost on this frame
+    finite: Any = True    # bool []: every float in the new state, the box and the score is finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +78,7 @@ def replace_config(config, overrides: dict, where: str):
     names = {f.name for f in dataclasses.fields(config)}
     bad = sorted(set(overrides) - names)
     if bad:
-        raise TypeError(f"{where}: unknown config field(s) {bad}; known: {sorted(names)}")
+        raise ConfigError(f"{where}: unknown config field(s) {bad}; known: {sorted(names)}")
     return dataclasses.replace(config, **overrides)
 
 
@@ -78,6 +89,27 @@ def bind_config(fn, config):
     bound.__name__ = bound.__qualname__ = f"{fn.__name__}"
     bound.__doc__ = fn.__doc__
     return bound
+
+
+def all_finite(tree):
+    """True when every floating-point leaf of ``tree`` is finite (a jittable scalar)."""
+    import jax
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def with_health(track_step):
+    """``track_step`` whose output also says whether the new state is finite, and whose
+    ``lost`` is a bool array (the same contract for every tracker)."""
+    def checked(*args):
+        state, out = track_step(*args)
+        out = out._replace(lost=jnp.asarray(out.lost, bool),
+                           finite=all_finite((state, out.box, out.score)))
+        return state, out
+    checked.__name__ = checked.__qualname__ = track_step.__name__
+    checked.__doc__ = track_step.__doc__
+    return checked
 
 
 def make_config(name: str, module, **overrides):
@@ -101,4 +133,4 @@ def build_tracker(name: str, module, *, weights: str | None = None, seed: int = 
         if hasattr(module, "config_for_weights"):      # e.g. TADT: VGG input normalisation
             config = module.config_for_weights(config, weights)
     return Tracker(name, config, params, bind_config(module.init, config),
-                   bind_config(module.track_step, config))
+                   with_health(bind_config(module.track_step, config)))

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-FORMAT = "jaxtrack-export-v1"
+FORMAT = "jaxtrack-export-v2"      # v2: step also returns the health flags (lost, finite)
 
 
 def _bucket_name(bucket) -> str:
@@ -171,7 +171,7 @@ def export_tracker(tracker, buckets, path: str, platforms=None) -> dict:
             params = jax.tree_util.tree_unflatten(param_tree, pl)
             state = jax.tree_util.tree_unflatten(state_tree, list(sl))
             state, out = tracker.track_step(params, state, Frame(image, size))
-            return tuple(jax.tree_util.tree_leaves(state)), out.box, out.score
+            return (tuple(jax.tree_util.tree_leaves(state)),) + tuple(out)
 
         kw = {"platforms": tuple(platforms)} if platforms else {}
         exp_init = jax.export.export(jax.jit(init_flat), **kw)(param_structs, image, size, box, key)
@@ -193,7 +193,7 @@ def export_tracker(tracker, buckets, path: str, platforms=None) -> dict:
             "signature": {"init": "init(param_leaves, image[Hb,Wb,3] uint8, size[2] int32, "
                                   "box[4] float32 xywh, key) -> state_leaves",
                           "step": "step(param_leaves, state_leaves, image, size) -> "
-                                  "(state_leaves, box[4], score[])"}}
+                                  "(state_leaves, box[4], score[], lost[] bool, finite[] bool)"}}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     atomic_savez(path, **arrays)
     return meta
@@ -255,7 +255,7 @@ class ExportedTracker:
                 boxes.append(np.asarray(box, np.float64))
                 scores.append(1.0)
             else:
-                state, b, s = self.step(bucket, state, image)
+                state, b, s, _, _ = self.step(bucket, state, image)
                 boxes.append(np.asarray(b, np.float64))
                 scores.append(float(s))
         return np.stack(boxes), np.asarray(scores)

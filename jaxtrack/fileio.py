@@ -48,6 +48,29 @@ def atomic_write_json(path, obj, **kwargs) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, **kwargs) + "\n")
 
 
+def create_exclusive(path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless ``path`` exists: True if this call created
+    it, False if another writer (another process) got there first. Never overwrites."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)               # fails if path exists: the exclusive step
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def atomic_savez(path, **arrays) -> None:
     """``numpy.savez`` made atomic (the name is kept exactly; no ``.npz`` is appended)."""
     import numpy as np

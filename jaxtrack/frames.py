@@ -15,44 +15,71 @@ import jax
 import numpy as np
 
 from jaxtrack.core import Frame
+from jaxtrack.errors import FrameError
 
 BUCKET_LADDER = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
 
 
-def bucket_dim(n: int) -> int:
+def bucket_dim(n: int, where: str = "frame") -> int:
     for b in BUCKET_LADDER:
         if n <= b:
             return b
-    raise ValueError(f"frame dimension {n} exceeds the largest bucket {BUCKET_LADDER[-1]}")
+    raise FrameError(f"{where}: frame dimension {n} exceeds the largest bucket {BUCKET_LADDER[-1]} px")
 
 
-def bucket_shape(h: int, w: int) -> tuple[int, int]:
-    return bucket_dim(h), bucket_dim(w)
+def bucket_shape(h: int, w: int, where: str = "frame") -> tuple[int, int]:
+    return bucket_dim(h, where), bucket_dim(w, where)
 
 
 def check_image(image, where: str = "frame") -> np.ndarray:
-    """A frame must be uint8-like [H, W, 3]; grayscale [H, W] or [H, W, 1] becomes RGB."""
+    """A frame must be [H, W, 3] of pixel values 0-255: uint8, or float in that range (a float
+    frame whose values all lie in [0, 1] is refused: it would track as a near-black image);
+    grayscale [H, W] or [H, W, 1] becomes RGB, an alpha channel is dropped."""
     image = np.asarray(image)
+    if image.dtype != np.uint8:
+        _check_range(image, where)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3:
-        raise ValueError(f"{where}: expected an image [H, W, 3], got shape {image.shape}")
+        raise FrameError(f"{where}: expected an image [H, W, 3], got shape {image.shape}")
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
     elif image.shape[-1] == 4:
         image = image[..., :3]
     if image.shape[-1] != 3:
-        raise ValueError(f"{where}: expected 3 colour channels, got {image.shape[-1]}")
+        raise FrameError(f"{where}: expected 3 colour channels, got {image.shape[-1]}")
     if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{where}: empty image of shape {image.shape}")
+        raise FrameError(f"{where}: empty image of shape {image.shape}")
     return image
+
+
+def _check_range(image: np.ndarray, where: str) -> None:
+    if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
+        raise FrameError(f"{where}: pixels of type {image.dtype}; expected uint8 or float 0-255")
+    if image.size == 0:
+        return
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise FrameError(f"{where}: the image holds non-finite values")
+    if lo < 0 or hi > 255:
+        raise FrameError(f"{where}: pixel values span [{lo:g}, {hi:g}]; expected 0-255")
+    if 0 < hi <= 1.0:
+        raise FrameError(f"{where}: a {image.dtype} image with values in [0, 1]; trackers expect "
+                         "0-255 (multiply by 255, or pass uint8)")
+
+
+def check_box(box, image) -> np.ndarray:
+    """A first box ``x, y, w, h`` checked against its image (finite, positive size, overlapping
+    the image), as float32: the eager check before a jitted ``init``."""
+    from jaxtrack.boxes import validate_box
+    return np.asarray(validate_box(box, np.shape(image)[:2], where="first box"), np.float32)
 
 
 def pad_frame(image, where: str = "frame") -> Frame:
     """Pad an [H, W, 3] image (numpy) into its bucket; returns a host-side Frame."""
     image = check_image(image, where)
     h, w = image.shape[:2]
-    hb, wb = bucket_shape(h, w)
+    hb, wb = bucket_shape(h, w, where)
     padded = np.zeros((hb, wb, 3), image.dtype)
     padded[:h, :w] = image
     return Frame(padded, np.array([h, w], np.int32))

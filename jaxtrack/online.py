@@ -22,6 +22,14 @@ def when(pred, update_fn, state):
     return lazy_cond(pred, update_fn, lambda s: s, state)
 
 
+def low_peak(frame_index, peak, peak_sum, frames: int, ratio: float):
+    """(lost, new peak_sum): a frame's peak is low, and the target judged lost, when it is
+    below ``ratio`` x the mean peak of frames ``1..frames`` (``frame_index`` counts from 1;
+    ``peak_sum`` accumulates those first peaks). Never lost before the mean is known."""
+    peak_sum = peak_sum + jnp.where(frame_index <= frames, peak, 0.0)
+    return (frame_index > frames) & (peak < ratio * peak_sum / frames), peak_sum
+
+
 def ring_slot(count, size: int):
     """The slot the ``count``-th write goes to in a ring of ``size`` entries."""
     return count % size

@@ -13,6 +13,8 @@ from jaxtrack import boxes
 from jaxtrack.data import FrameError, Sequence, load_dataset, load_sequence
 from jaxtrack.data import readers
 
+from fakes import FAKES, otb_seq, write_frames, write_gt
+
 SHARED = Path(os.environ.get("JAXTRACK_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 OTB = SHARED / "data" / "otb"
 COUNTS = {"David": 471, "Crossing": 120, "bag": 196, "Couple": 140, "Walking2": 500, "Skiing": 81}
@@ -21,34 +23,6 @@ COUNTS = {"David": 471, "Crossing": 120, "bag": 196, "Couple": 140, "Walking2": 
 def _need_shared():
     if not OTB.is_dir():
         pytest.skip(f"{OTB} not present (shared benchmark data)")
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def _write_frames(folder, n, size=(32, 48), start=1, fmt="{:04d}.jpg"):
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        img = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
-        p = folder / fmt.format(start + i)
-        assert cv2.imwrite(str(p), img)
-        paths.append(p)
-    return paths
-
-
-def _write_gt(path, rows, sep=","):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("".join(sep.join(str(v) for v in r) + "\n" for r in rows))
-
-
-def _otb_seq(tmp_path, name="Seq", n=5, rows=None, sep=","):
-    folder = tmp_path / name
-    _write_frames(folder / "img", n)
-    rows = rows if rows is not None else [[3 + i, 4, 10, 12] for i in range(n)]
-    _write_gt(folder / "groundtruth_rect.txt", rows, sep)
-    return folder
 
 
 # ----------------------------------------------------------------------------- shared sequences
@@ -97,38 +71,38 @@ def test_missing_folder(tmp_path):
         load_sequence(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="nope"):
         load_dataset("otb", tmp_path / "nope")
-    _otb_seq(tmp_path)
+    otb_seq(tmp_path)
     with pytest.raises(FileNotFoundError, match="Missing"):
         load_dataset("otb", tmp_path, sequences=["Missing"])
 
 
 def test_wrong_field_count_names_file_and_line(tmp_path):
-    folder = _otb_seq(tmp_path, rows=[[1, 2, 10, 10], [1, 2, 3], [1, 2, 10, 10]])
+    folder = otb_seq(tmp_path, rows=[[1, 2, 10, 10], [1, 2, 3], [1, 2, 10, 10]])
     expected = r"groundtruth_rect\.txt:2: expected 4 values x,y,w,h \(or 8 for a polygon\), got 3"
     with pytest.raises(ValueError, match=expected):
         load_sequence(folder)
 
 
 def test_non_numeric_field(tmp_path):
-    folder = _otb_seq(tmp_path, rows=[[1, 2, "abc", 10]] * 5)
+    folder = otb_seq(tmp_path, rows=[[1, 2, "abc", 10]] * 5)
     with pytest.raises(ValueError, match=r"groundtruth_rect\.txt:1: non-numeric value 'abc'"):
         load_sequence(folder)
 
 
 def test_zero_size_first_box(tmp_path):
-    folder = _otb_seq(tmp_path, rows=[[5, 5, 0, 10]] + [[5, 5, 10, 10]] * 4)
+    folder = otb_seq(tmp_path, rows=[[5, 5, 0, 10]] + [[5, 5, 10, 10]] * 4)
     with pytest.raises(ValueError, match=r"groundtruth_rect\.txt:1: .*zero or negative size"):
         load_sequence(folder)
 
 
 def test_out_of_image_first_box(tmp_path):
-    folder = _otb_seq(tmp_path, rows=[[100, 5, 10, 10]] + [[5, 5, 10, 10]] * 4)  # image is 48 wide
+    folder = otb_seq(tmp_path, rows=[[100, 5, 10, 10]] + [[5, 5, 10, 10]] * 4)  # image is 48 wide
     with pytest.raises(ValueError, match=r"groundtruth_rect\.txt:1: .*outside the 48x32 image"):
         load_sequence(folder)
 
 
 def test_count_mismatch(tmp_path):
-    folder = _otb_seq(tmp_path, n=5, rows=[[3, 4, 10, 12]] * 4)
+    folder = otb_seq(tmp_path, n=5, rows=[[3, 4, 10, 12]] * 4)
     with pytest.raises(ValueError, match=r"groundtruth_rect\.txt: 4 ground-truth boxes but 5 frames"):
         load_sequence(folder)
 
@@ -136,13 +110,13 @@ def test_count_mismatch(tmp_path):
 def test_no_frames(tmp_path):
     folder = tmp_path / "Empty"
     (folder / "img").mkdir(parents=True)
-    _write_gt(folder / "groundtruth_rect.txt", [[1, 1, 5, 5]])
+    write_gt(folder / "groundtruth_rect.txt", [[1, 1, 5, 5]])
     with pytest.raises(FileNotFoundError, match="no frames found"):
         load_sequence(folder)
 
 
 def test_unreadable_frame(tmp_path):
-    folder = _otb_seq(tmp_path)
+    folder = otb_seq(tmp_path)
     (folder / "img" / "0003.jpg").write_bytes(b"this is not a jpeg")
     seq = load_sequence(folder)  # construction only reads the first frame
     with pytest.raises(FrameError, match="0003.jpg"):
@@ -151,7 +125,7 @@ def test_unreadable_frame(tmp_path):
     with pytest.raises(FrameError, match="0004.jpg"):
         seq.frame(3)
     assert issubclass(FrameError, IOError) and issubclass(FrameError, ValueError)
-    _write_frames(folder / "img", 1, start=4)
+    write_frames(folder / "img", 1, start=4)
     (folder / "img" / "0001.jpg").write_bytes(b"\xff\xd8 broken")
     with pytest.raises(FrameError, match="0001.jpg"):
         load_sequence(folder)
@@ -164,7 +138,7 @@ def test_gray_and_rgba_frames_become_rgb(tmp_path):
     rgba = np.zeros((20, 30, 4), np.uint8)
     rgba[..., 0], rgba[..., 2], rgba[..., 3] = 10, 200, 128  # BGRA on disk
     cv2.imwrite(str(folder / "img" / "2.png"), rgba)
-    _write_gt(folder / "groundtruth_rect.txt", [[1, 1, 5, 5]] * 2)
+    write_gt(folder / "groundtruth_rect.txt", [[1, 1, 5, 5]] * 2)
     seq = load_sequence(folder)
     g, c = seq.frame(0), seq.frame(1)
     assert g.shape == c.shape == (20, 30, 3) and g.dtype == np.uint8
@@ -179,8 +153,8 @@ def test_gray_and_rgba_frames_become_rgb(tmp_path):
 
 def test_otb_numbering_separators_and_two_targets(tmp_path):
     folder = tmp_path / "Jogging"
-    _write_frames(folder / "img", 3, start=9, fmt="{}.jpg")  # 9.jpg, 10.jpg, 11.jpg
-    _write_gt(folder / "groundtruth_rect.1.txt", [[1, 2, 5, 6]] * 3, sep="\t")
+    write_frames(folder / "img", 3, start=9, fmt="{}.jpg")  # 9.jpg, 10.jpg, 11.jpg
+    write_gt(folder / "groundtruth_rect.1.txt", [[1, 2, 5, 6]] * 3, sep="\t")
     (folder / "groundtruth_rect.2.txt").write_text("3 4 5 6\r\n3 4 5 6\r\n3 4 5 6\r\n\r\n")
     seqs = load_dataset("otb", tmp_path)
     assert [s.name for s in seqs] == ["Jogging.1", "Jogging.2"]
@@ -195,8 +169,8 @@ def test_otb_numbering_separators_and_two_targets(tmp_path):
 
 def test_otb_surplus_frames_use_cfg_range(tmp_path):
     folder = tmp_path / "Clip"
-    _write_frames(folder / "img", 6)
-    _write_gt(folder / "groundtruth_rect.txt", [[1, 2, 5, 6]] * 3)
+    write_frames(folder / "img", 6)
+    write_gt(folder / "groundtruth_rect.txt", [[1, 2, 5, 6]] * 3)
     (folder / "cfg.json").write_text(json.dumps({"startFrame": 2, "endFrame": 4}))
     seq = load_sequence(folder)
     assert [Path(p).name for p in seq.frame_paths] == ["0002.jpg", "0003.jpg", "0004.jpg"]
@@ -206,11 +180,11 @@ def test_otb_surplus_frames_use_cfg_range(tmp_path):
 
 def test_vot_layout(tmp_path):
     root = tmp_path / "vot"
-    _write_frames(root / "a" / "color", 3, size=(40, 50), fmt="{:08d}.jpg")
+    write_frames(root / "a" / "color", 3, size=(40, 50), fmt="{:08d}.jpg")
     poly = [10, 10, 30, 10, 30, 20, 10, 20]
-    _write_gt(root / "a" / "groundtruth.txt", [poly, [1, 1, 5, 5], poly])
-    _write_frames(root / "b", 2, size=(40, 50), fmt="{:08d}.jpg")
-    _write_gt(root / "b" / "groundtruth.txt", [[2, 3, 4, 5]] * 2)
+    write_gt(root / "a" / "groundtruth.txt", [poly, [1, 1, 5, 5], poly])
+    write_frames(root / "b", 2, size=(40, 50), fmt="{:08d}.jpg")
+    write_gt(root / "b" / "groundtruth.txt", [[2, 3, 4, 5]] * 2)
     (root / "list.txt").write_text("b\na\n")
     seqs = load_dataset("vot", root)
     assert [s.name for s in seqs] == ["b", "a"] and [len(s) for s in seqs] == [2, 3]
@@ -222,12 +196,12 @@ def test_vot_layout(tmp_path):
 def test_got10k_layout(tmp_path):
     root = tmp_path / "got10k"
     for name in ("GOT-10k_Train_000001", "GOT-10k_Train_000002"):
-        _write_frames(root / "train" / name, 4, fmt="{:08d}.jpg")
-        _write_gt(root / "train" / name / "groundtruth.txt", [[2.5, 3.0, 10.0, 11.0]] * 4)
+        write_frames(root / "train" / name, 4, fmt="{:08d}.jpg")
+        write_gt(root / "train" / name / "groundtruth.txt", [[2.5, 3.0, 10.0, 11.0]] * 4)
     (root / "train" / "GOT-10k_Train_000001" / "absence.label").write_text("0\n1\n0\n0\n")
     (root / "train" / "list.txt").write_text("GOT-10k_Train_000001\nGOT-10k_Train_000002\n")
-    _write_frames(root / "test" / "GOT-10k_Test_000001", 5, fmt="{:08d}.jpg")
-    _write_gt(root / "test" / "GOT-10k_Test_000001" / "groundtruth.txt", [[1, 2, 8, 9]])
+    write_frames(root / "test" / "GOT-10k_Test_000001", 5, fmt="{:08d}.jpg")
+    write_gt(root / "test" / "GOT-10k_Test_000001" / "groundtruth.txt", [[1, 2, 8, 9]])
     train = load_dataset("got10k", root, split="train")
     assert [len(s) for s in train] == [4, 4] and train[0].index_base == 0
     np.testing.assert_array_equal(train[0].init_box, [2.5, 3.0, 10.0, 11.0])  # 0-based: unchanged
@@ -246,8 +220,8 @@ def test_lasot_layout(tmp_path):
     root = tmp_path / "lasot"
     for name in ("airplane-1", "airplane-2"):
         d = root / "airplane" / name
-        _write_frames(d / "img", 3, fmt="{:08d}.jpg")
-        _write_gt(d / "groundtruth.txt", [[5, 6, 7, 8]] * 3)
+        write_frames(d / "img", 3, fmt="{:08d}.jpg")
+        write_gt(d / "groundtruth.txt", [[5, 6, 7, 8]] * 3)
         (d / "full_occlusion.txt").write_text("0,0,1")
         (d / "out_of_view.txt").write_text("0,1,0")
     seqs = load_dataset("lasot", root)
@@ -261,10 +235,10 @@ def test_lasot_layout(tmp_path):
 
 def test_trackingnet_layout(tmp_path):
     root = tmp_path / "trackingnet"
-    _write_frames(root / "TRAIN_0" / "frames" / "vid_a", 12, start=0, fmt="{}.jpg")
-    _write_gt(root / "TRAIN_0" / "anno" / "vid_a.txt", [[1.5, 2, 3, 4]] * 12)
-    _write_frames(root / "TEST" / "frames" / "vid_t", 3, start=0, fmt="{}.jpg")
-    _write_gt(root / "TEST" / "anno" / "vid_t.txt", [[1, 2, 3, 4]])
+    write_frames(root / "TRAIN_0" / "frames" / "vid_a", 12, start=0, fmt="{}.jpg")
+    write_gt(root / "TRAIN_0" / "anno" / "vid_a.txt", [[1.5, 2, 3, 4]] * 12)
+    write_frames(root / "TEST" / "frames" / "vid_t", 3, start=0, fmt="{}.jpg")
+    write_gt(root / "TEST" / "anno" / "vid_t.txt", [[1, 2, 3, 4]])
     seq = load_dataset("trackingnet", root)[0]
     assert len(seq) == 12 and seq.index_base == 0
     assert [Path(p).name for p in seq.frame_paths[:3]] == ["0.jpg", "1.jpg", "2.jpg"]
@@ -277,10 +251,10 @@ def test_trackingnet_layout(tmp_path):
 
 def test_uav123_layout(tmp_path, monkeypatch):
     root = tmp_path / "uav"
-    _write_frames(root / "data_seq" / "UAV123" / "car1", 6, fmt="{:06d}.jpg")
+    write_frames(root / "data_seq" / "UAV123" / "car1", 6, fmt="{:06d}.jpg")
     rows = [[11, 12, 5, 6], ["NaN"] * 4, [11, 12, 5, 6], [11, 12, 5, 6], [11, 12, 5, 6], [11, 12, 5, 6]]
-    _write_gt(root / "anno" / "UAV123" / "car1.txt", rows)
-    _write_gt(root / "anno" / "UAV123" / "car1_2.txt", [[1, 1, 4, 4]] * 3)  # a sub-sequence
+    write_gt(root / "anno" / "UAV123" / "car1.txt", rows)
+    write_gt(root / "anno" / "UAV123" / "car1_2.txt", [[1, 1, 4, 4]] * 3)  # a sub-sequence
     monkeypatch.setattr(readers.uav123, "_uav123_table", lambda version: {
         "car1_2": {"start_frame": 4, "end_frame": 6, "folder_name": "car1"}})
     seqs = {s.name: s for s in load_dataset("uav123", root)}
@@ -289,7 +263,7 @@ def test_uav123_layout(tmp_path, monkeypatch):
     np.testing.assert_array_equal(car.init_box, [10, 11, 5, 6])
     assert car.valid.tolist() == [True, False, True, True, True, True]
     assert [Path(p).name for p in seqs["car1_2"].frame_paths] == ["000004.jpg", "000005.jpg", "000006.jpg"]
-    _write_gt(root / "anno" / "UAV20L" / "car1.txt", rows)  # UAV20L frames sit in data_seq/UAV123
+    write_gt(root / "anno" / "UAV20L" / "car1.txt", rows)  # UAV20L frames sit in data_seq/UAV123
     assert len(load_dataset("uav123", root, split="UAV20L")[0]) == 6
     monkeypatch.setattr(readers.uav123, "_uav123_table", lambda version: {})
     with pytest.raises(FileNotFoundError, match="car1_2"):
@@ -309,60 +283,12 @@ def test_unknown_layout(tmp_path):
 
 # ----------------------------------------------------------------------------- every layout
 
-def _fake_otb(root):
-    _otb_seq(root, "Plain", n=3)
-    folder = root / "Jog"
-    _write_frames(folder / "img", 3, start=9, fmt="{}.jpg")
-    _write_gt(folder / "groundtruth_rect.1.txt", [[1, 2, 5, 6]] * 3, sep="\t")
-    _write_gt(folder / "groundtruth_rect.2.txt", [[3, 4, 5, 6]] * 3, sep=" ")
-    return None, {"Jog.1": (folder, 1), "Jog.2": (folder, 2), "Plain": (root / "Plain", None)}
-
-
-def _fake_vot(root):
-    _write_frames(root / "a" / "color", 2, fmt="{:08d}.jpg")
-    _write_gt(root / "a" / "groundtruth.txt", [[10, 10, 30, 10, 30, 20, 10, 20], [1, 1, 5, 5]])
-    return None, {"a": (root / "a", None)}
-
-
-def _fake_got10k(root):
-    d = root / "test" / "GOT-10k_Test_000001"
-    _write_frames(d, 3, fmt="{:08d}.jpg")
-    _write_gt(d / "groundtruth.txt", [[1, 2, 8, 9]])  # test split: first box only
-    (d / "absence.label").write_text("0\n0\n1\n")
-    return "test", {d.name: (d, None)}
-
-
-def _fake_lasot(root):
-    d = root / "cat" / "cat-2"
-    _write_frames(d / "img", 3, fmt="{:08d}.jpg")
-    _write_gt(d / "groundtruth.txt", [[5, 6, 7, 8]] * 3)
-    (d / "full_occlusion.txt").write_text("0,0,1")
-    (d / "out_of_view.txt").write_text("0,1,0")
-    return None, {"cat-2": (d, None)}
-
-
-def _fake_trackingnet(root):
-    _write_frames(root / "TEST" / "frames" / "vid_t", 3, start=0, fmt="{}.jpg")
-    _write_gt(root / "TEST" / "anno" / "vid_t.txt", [[1, 2, 3, 4]])
-    return "test", {"vid_t": (root / "TEST" / "frames" / "vid_t", None)}
-
-
-def _fake_uav123(root):
-    _write_frames(root / "data_seq" / "UAV123" / "car1", 3, fmt="{:06d}.jpg")
-    _write_gt(root / "anno" / "UAV123" / "car1.txt", [[11, 12, 5, 6], ["NaN"] * 4, [11, 12, 5, 6]])
-    return None, {"car1": (root / "data_seq" / "UAV123" / "car1", None)}
-
-
-_FAKES = {"otb": _fake_otb, "vot": _fake_vot, "got10k": _fake_got10k, "lasot": _fake_lasot,
-          "trackingnet": _fake_trackingnet, "uav123": _fake_uav123}
-
-
 @pytest.mark.parametrize("layout", readers.LAYOUTS)
 def test_every_layout_dataset_and_folder_readers_agree(tmp_path, layout):
     """load_dataset and load_sequence give the same Sequence for every layout in LAYOUTS."""
-    if layout not in _FAKES:
-        pytest.fail(f"layout {layout!r} has no fake dataset: add a _fake_{layout} to _FAKES")
-    split, folders = _FAKES[layout](tmp_path)
+    if layout not in FAKES:
+        pytest.fail(f"layout {layout!r} has no fake dataset: add a _fake_{layout} to FAKES")
+    split, folders = FAKES[layout](tmp_path)
     seqs = load_dataset(layout, tmp_path, split=split)
     assert [s.name for s in seqs] == list(folders)
     base = getattr(readers, layout).INDEX_BASE

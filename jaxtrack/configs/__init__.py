@@ -55,5 +55,6 @@ def variant_overrides(tracker: str, variant: str) -> dict:
     """The config overrides of ``tracker``'s ``variant``; an error lists the known ones."""
     table = variants(tracker)
     if variant not in table:
-        raise KeyError(f"{tracker}: unknown variant {variant!r}; known: {sorted(table)}")
+        from jaxtrack.errors import UnknownNameError
+        raise UnknownNameError(f"{tracker}: unknown variant {variant!r}; known: {sorted(table)}")
     return dict(table[variant])

@@ -19,10 +19,7 @@ import cv2
 import numpy as np
 
 from jaxtrack import boxes as boxes_lib
-
-
-class FrameError(IOError, ValueError):
-    """A frame file is missing or cannot be decoded as an image."""
+from jaxtrack.errors import DatasetError, FrameError  # FrameError: also jaxtrack.data's
 
 
 def _to_rgb(img: np.ndarray) -> np.ndarray:
@@ -37,22 +34,54 @@ def _to_rgb(img: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Reads an image file as uint8 RGB HxWx3; raises ``FrameError`` naming the file."""
-    if not os.path.isfile(path):
-        raise FrameError(f"{path}: frame file not found")
-    # IGNORE_ORIENTATION: annotations refer to the stored pixel grid, not the EXIF-rotated one.
-    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        raise FrameError(f"{path}: cannot decode the image (corrupt or unsupported file)")
-    return np.ascontiguousarray(img[..., ::-1])  # BGR -> RGB
+    """Reads an image file as uint8 RGB HxWx3; raises ``FrameError`` naming the file when it
+    is missing, cannot be decoded, or is a truncated JPEG (which decoders fill with grey)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FrameError(f"{path}: frame file not found") from None
+    except OSError as e:
+        raise FrameError(f"{path}: cannot read the frame ({e.strerror})") from None
+    return decode_image(data, path)
 
 
 def decode_image(data: bytes, where: str = "image bytes") -> np.ndarray:
-    """Decodes encoded image bytes (JPEG/PNG...) to uint8 RGB HxWx3."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    """Decodes encoded image bytes (JPEG/PNG...) to uint8 RGB HxWx3 (EXIF orientation ignored:
+    annotations refer to the stored pixel grid); ``FrameError`` naming ``where`` otherwise."""
+    if not data:
+        raise FrameError(f"{where}: empty image file (0 bytes)")
+    if _truncated_jpeg(data):
+        raise FrameError(f"{where}: truncated JPEG (no end-of-image marker; {len(data)} bytes)")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as e:
+        raise FrameError(f"{where}: cannot decode the image ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
-        raise FrameError(f"{where}: cannot decode the image")
-    return np.ascontiguousarray(img[..., ::-1])
+        raise FrameError(f"{where}: cannot decode the image (corrupt or unsupported file)")
+    return np.ascontiguousarray(img[..., ::-1])  # BGR -> RGB
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """A JPEG whose data stops before its end-of-image marker. Files that do not end with the
+    marker (trailing bytes after it are legal) are checked by a full decode with PIL."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    if data.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9"):
+        return False
+    try:
+        import io
+
+        from PIL import Image, ImageFile
+        if ImageFile.LOAD_TRUNCATED_IMAGES:
+            return not b"\xff\xd9" in data[-4096:]
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+        return False
+    except ImportError:
+        return b"\xff\xd9" not in data[-4096:]
+    except (OSError, SyntaxError, ValueError):      # PIL: "image file is truncated" and kin
+        return True
 
 
 def image_size(path: str) -> tuple[int, int]:
@@ -104,30 +133,30 @@ class Sequence:
         where = self.gt_file or self.name
         gt = np.array(self.gt, dtype=np.float64)  # own copy: the sequence is immutable
         if gt.ndim != 2 or gt.shape[1] != 4:
-            raise ValueError(f"{where}: ground truth must be (N, 4) x,y,w,h, got shape {gt.shape}")
+            raise DatasetError(f"{where}: ground truth must be (N, 4) x,y,w,h, got shape {gt.shape}")
         gt.setflags(write=False)
         object.__setattr__(self, "gt", gt)
         object.__setattr__(self, "frame_paths", tuple(os.fspath(p) for p in self.frame_paths))
         object.__setattr__(self, "attrs", tuple(self.attrs))
         if self.images is not None:
             if self.frame_paths:
-                raise ValueError(f"{self.name}: give frame_paths or images, not both")
+                raise DatasetError(f"{self.name}: give frame_paths or images, not both")
             images = np.asarray(self.images)
             channels_ok = images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3, 4))
             if images.dtype != np.uint8 or not channels_ok:
-                raise ValueError(f"{self.name}: images must be uint8 [N, H, W(, 1|3|4)], got "
+                raise DatasetError(f"{self.name}: images must be uint8 [N, H, W(, 1|3|4)], got "
                                  f"{images.dtype} {images.shape}")
             object.__setattr__(self, "images", images)
         if self.visible is not None:
             vis = np.asarray(self.visible, dtype=bool).reshape(-1)
             if len(vis) != len(gt):
-                raise ValueError(f"{where}: {len(vis)} visibility flags for {len(gt)} boxes")
+                raise DatasetError(f"{where}: {len(vis)} visibility flags for {len(gt)} boxes")
             object.__setattr__(self, "visible", vis)
         n = len(self)
         if n == 0:
-            raise ValueError(f"{where}: sequence {self.name!r} has no frames")
+            raise DatasetError(f"{where}: sequence {self.name!r} has no frames")
         if len(gt) != n:
-            raise ValueError(f"{where}: {len(gt)} ground-truth boxes but {n} frames "
+            raise DatasetError(f"{where}: {len(gt)} ground-truth boxes but {n} frames "
                              f"(sequence {self.name!r})")
         boxes_lib.validate_box(gt[0], self.frame_size(0), where=f"{where}:1")
 

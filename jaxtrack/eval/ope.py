@@ -20,6 +20,7 @@ The mean fps is the total of those frames over the total of their times.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -38,7 +39,8 @@ from jaxtrack import boxes as B
 from jaxtrack.eval import metrics as M
 from jaxtrack.eval.plots import plot_success_precision
 from jaxtrack.eval.report import sequence_table
-from jaxtrack.fileio import atomic_write_json, atomic_write_text
+from jaxtrack.errors import ResultsFolderError, RunMismatchError  # noqa: F401  (RunMismatchError: re-exported)
+from jaxtrack.fileio import atomic_write_json, atomic_write_text, create_exclusive
 
 FPS_NOTE = "fps excludes frame 0 (initialisation): (frames - 1) / sum(times[1:])"
 _SEP = re.compile(r"[,\t; ]+")
@@ -167,6 +169,23 @@ def _clean(x):
 _SCALARS = ("auc", "prec20", "norm_prec", "norm_prec20", "ao", "sr50", "sr75")
 
 
+def gt_notes(seq) -> list[str]:
+    """What is odd in a sequence's ground truth without stopping a run: boxes of a visible
+    target with zero or negative size (they score as failures), named by file and line."""
+    gt = np.asarray(seq.gt, np.float64)
+    odd = np.all(np.isfinite(gt), axis=1) & np.any(gt[:, 2:] <= 0, axis=1)
+    visible = getattr(seq, "visible", None)
+    if visible is not None:                   # an absent target may carry an empty box
+        odd &= np.asarray(visible, bool)[:len(odd)]
+    bad = np.flatnonzero(odd)
+    if not len(bad):
+        return []
+    where = getattr(seq, "gt_file", None) or seq.name
+    lines = ", ".join(str(i + 1) for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
+    return [f"{where}: {len(bad)} ground-truth box(es) of zero or negative size (line {lines}); "
+            "those frames are scored as failures"]
+
+
 def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> dict:
     """Score a folder of result files (ours, got10k's, pytracking's, ...) on ``sequences``.
 
@@ -185,7 +204,7 @@ def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> di
     "fps_note": ...}``.
     """
     results_dir = Path(results_dir)
-    per_seq, full, missing, unreadable = {}, {}, [], {}
+    per_seq, full, missing, unreadable, notes = {}, {}, [], {}, []
     tot_frames, tot_time = 0, 0.0
     for seq in sequences:
         box_path, time_path = _find_result(results_dir, seq.name)
@@ -222,6 +241,12 @@ def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> di
             fps = _fps(nf, secs)
             tot_frames, tot_time = tot_frames + nf, tot_time + secs
         per_seq[seq.name] = {**{k: m[k] for k in _SCALARS}, "fps": fps, "frames": m["frames"]}
+        notes += gt_notes(seq)
+        health = health_path(results_dir, seq.name)
+        if health.is_file():
+            h = json.loads(health.read_text())
+            per_seq[seq.name].update(lost_frames=h["lost"].count("1"), nonfinite_frame=h["nonfinite_frame"])
+            notes += h["notes"]
 
     if missing:
         warnings.warn(f"{results_dir}: no results for {len(missing)} sequence(s): "
@@ -233,7 +258,9 @@ def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> di
                 "frames": agg["frames"], "sequences": agg["sequences"],
                 "success_curve": agg["success_curve"], "precision_curve": agg["precision_curve"],
                 "norm_precision_curve": agg["norm_precision_curve"]}
-    return _clean({"per_sequence": per_seq, "mean": mean, "missing": missing,
+    for note in notes:
+        warnings.warn(note)
+    return _clean({"per_sequence": per_seq, "mean": mean, "missing": missing, "warnings": notes,
                    "unreadable": unreadable, "info": extra_info, "fps_note": FPS_NOTE})
 
 
@@ -298,18 +325,47 @@ def claim_folder(tracker_dir, identity: dict, *, overwrite: bool = False) -> Non
     ``overwrite``, which starts it afresh)."""
     d = Path(tracker_dir)
     path = d / RUN_FILE
-    if path.is_file() and not overwrite:
-        old, new = _flat(json.loads(path.read_text())), _flat(identity)
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            shown = "; ".join(f"{k}: recorded {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:4])
-            raise RunMismatchError(f"{d}: holds results of another run ({shown}); use another "
-                                   "--results / --name, or --overwrite to replace them")
+    check_writable(d)
+    text = json.dumps(identity, indent=2, sort_keys=True) + "\n"
+    if overwrite:
+        _write(atomic_write_text, path, text)
         return
-    if not overwrite and d.is_dir() and any(d.glob("*.txt")):
+    if not path.is_file() and any(d.glob("*.txt")):
         raise RunMismatchError(f"{d}: has result files but no {RUN_FILE}, so what made them is unknown; "
                                "use another --results / --name, or --overwrite to replace them")
-    atomic_write_json(path, identity)
+    if _write(create_exclusive, path, text):     # two processes: one creates it, the other compares
+        return
+    old, new = _flat(json.loads(path.read_text())), _flat(identity)
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: recorded {old.get(k)!r}, now {new.get(k)!r}" for k in diff[:4])
+        raise RunMismatchError(f"{d}: holds results of another run ({shown}); use another "
+                               "--results / --name, or --overwrite to replace them")
+
+
+def check_writable(folder) -> None:
+    """Fail now, naming the folder, if results cannot be written there (read-only, full disk),
+    rather than after the first sequence has been tracked."""
+    d = Path(folder)
+    probe = d / f".write-test-{os.getpid()}"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ResultsFolderError(f"{d}: cannot write results here ({e.strerror or e})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def _write(writer, path, data):
+    try:
+        return writer(path, data)
+    except OSError as e:
+        raise ResultsFolderError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -322,8 +378,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-class RunMismatchError(RuntimeError):
-    """A results folder holds the results of a different run."""
 
 
 # ----------------------------------------------------------------------------- running
@@ -342,9 +396,15 @@ def pending(tracker_dir, sequences, *, overwrite: bool = False, label: str = "")
     return out
 
 
-def write_sequence_result(tracker_dir, seq, boxes, times) -> None:
-    """A sequence's times then boxes (dataset convention), each atomically: the boxes file,
-    written last, is what marks the sequence as done."""
+def health_path(tracker_dir, seq_name: str) -> Path:
+    """``<dir>/health/<seq>.json``: the per-frame health flags of a sequence's run."""
+    return Path(tracker_dir) / "health" / f"{seq_name}.json"
+
+
+def write_sequence_result(tracker_dir, seq, boxes, times, health=None) -> None:
+    """A sequence's times, health flags (``health``: a :class:`jaxtrack.driver.SequenceResult`
+    or None) then boxes (dataset convention), each atomically: the boxes file, written last,
+    is what marks the sequence as done."""
     n = len(seq)
     boxes = np.asarray(boxes, np.float64)
     times = np.asarray(times, np.float64).reshape(-1)
@@ -353,6 +413,11 @@ def write_sequence_result(tracker_dir, seq, boxes, times) -> None:
                          f"for {n} frames (want ({n}, 4) and ({n},))")
     box_path, time_path = result_paths(tracker_dir, seq.name)
     atomic_write_text(time_path, format_rows(times, "%.8f"))
+    if health is not None:
+        atomic_write_json(health_path(tracker_dir, seq.name), {
+            "lost": "".join("1" if v else "0" for v in health.lost),
+            "finite": "".join("1" if v else "0" for v in health.finite),
+            "nonfinite_frame": health.nonfinite_frame, "notes": list(health.notes)})
     atomic_write_text(box_path, format_rows(B.to_dataset(boxes, seq.index_base), "%.4f"))
 
 
@@ -362,7 +427,8 @@ def run_ope(tracker_name: str, sequences, track_fn: Callable, results_root, *,
     """Run ``track_fn`` on every sequence not done yet, then score all of them.
 
     ``track_fn(seq) -> (boxes, times)``: ``boxes`` (N, 4) in jaxtrack's convention,
-    ``times`` (N,) seconds per frame. Results go to ``<results_root>/<tracker_name>/``
+    ``times`` (N,) seconds per frame; or a :class:`jaxtrack.driver.SequenceResult`, whose
+    health flags are recorded too (``health/<seq>.json``, summed in ``metrics.json``). Results go to ``<results_root>/<tracker_name>/``
     (see the module docstring). A sequence with complete result and times files is
     skipped unless ``overwrite``; a partial or corrupt one is redone with a warning.
     ``identity`` (:func:`run_identity`) is recorded in the folder and checked on a rerun
@@ -382,7 +448,11 @@ def run_ope(tracker_name: str, sequences, track_fn: Callable, results_root, *,
     bar = tqdm(todo, desc=tracker_name, unit="seq", file=sys.stderr, disable=not progress)
     for seq in bar:
         bar.set_postfix_str(seq.name)
-        write_sequence_result(tracker_dir, seq, *track_fn(seq))
+        result = track_fn(seq)
+        if hasattr(result, "finite"):
+            write_sequence_result(tracker_dir, seq, result.boxes, result.times, result)
+        else:
+            write_sequence_result(tracker_dir, seq, *result)
     bar.close()
     return finish_ope(tracker_name, tracker_dir, sequences, extra_info)
 
@@ -416,7 +486,7 @@ def run_ope_batched(bt, tracker_name: str, sequences, results_root, *, seed: int
     done = [0]
 
     def write(seq, res):
-        write_sequence_result(tracker_dir, seq, res.boxes, res.times)
+        write_sequence_result(tracker_dir, seq, res.boxes, res.times, res)
         done[0] += 1
         if progress:
             print(f"[{tracker_name} p{process_index}] {done[0]}/{len(todo)} {seq.name}", flush=True)

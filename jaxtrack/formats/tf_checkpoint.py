@@ -37,6 +37,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxtrack.errors import CheckpointError
+
 __all__ = ["TFCheckpoint", "Entry", "CheckpointFormatError", "read_checkpoint", "read_index",
            "crc32c", "mask_crc", "unmask_crc", "DTYPES", "TABLE_MAGIC"]
 
@@ -51,7 +53,7 @@ DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6
 DT_STRING, DT_BFLOAT16 = 7, 14
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(CheckpointError):
     """The files are not a (readable) TensorFlow V2 checkpoint; the message says where."""
 
 

@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from jaxtrack.errors import CheckpointError
+
 __all__ = ["UnsafeCheckpointError", "UnknownObject", "read_torch_checkpoint", "load_state_dict"]
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
     """A checkpoint's pickle names a global that a tensor state dict does not need."""
 
 
@@ -124,6 +126,10 @@ class _Storage(_Frozen):
 # --------------------------------------------------------------------------------------
 # Tensor rebuild functions: local stand-ins for torch._utils._rebuild_*.
 
+# A tensor may have more elements than its storage only through zero strides (an expanded
+# view); beyond this many, a file could make the reader allocate memory it never held.
+MAX_EXPANDED_ELEMENTS = 1 << 26
+
 def _make_array(storage, offset, size, stride, dtype=None):
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"tensor rebuilt from {type(storage).__name__}, not a storage")
@@ -137,6 +143,9 @@ def _make_array(storage, offset, size, stride, dtype=None):
         flat = flat.view(np.uint8).view(dtype)
     if any(s == 0 for s in size):
         return np.zeros(size, flat.dtype)
+    count = int(np.prod(size, dtype=object))
+    if count > max(flat.size, MAX_EXPANDED_ELEMENTS):   # zero strides would make memory from nothing
+        raise pickle.UnpicklingError(f"tensor size={size} has {count} elements from a storage of {flat.size}")
     last = offset + sum((n - 1) * st for n, st in zip(size, stride))
     if last >= flat.size:  # as_strided would read outside the buffer: refuse
         raise pickle.UnpicklingError(
@@ -188,6 +197,13 @@ def _torch_device(*args):
     return ":".join(str(a) for a in args)
 
 
+def _bytearray(*args):
+    """``bytearray`` for pickles, refusing to allocate more than the reader allows."""
+    if args and isinstance(args[0], int) and args[0] > MAX_EXPANDED_ELEMENTS:
+        raise pickle.UnpicklingError(f"bytearray({args[0]}) asks for more memory than a checkpoint holds")
+    return bytearray(*args)
+
+
 def _codecs_encode(obj, encoding="utf-8", errors="strict"):
     # Protocol-2 pickles write ``bytes`` as _codecs.encode(str, "latin1"); allow only that.
     if not isinstance(obj, str) or not isinstance(encoding, str):
@@ -229,7 +245,7 @@ _SAFE_GLOBALS = {
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
 }
 for _key, _value in list(_SAFE_GLOBALS.items()):
     if not isinstance(_value, type):
@@ -326,7 +342,29 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _restricted_load(file, persistent_load=None, allow_unknown_objects="error"):
+    _check_memo(file)
     return _RestrictedUnpickler(file, persistent_load, allow_unknown_objects).load()
+
+
+_MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
+
+
+def _check_memo(file) -> None:
+    """Refuse a pickle whose memo indices exceed its own length, before the unpickler sees it:
+    CPython's unpickler sizes its memo table by the largest index, so a few bytes could
+    otherwise make it allocate gigabytes. Opcodes are only parsed here (pickletools), never run."""
+    import pickletools
+    start = file.tell()
+    data = file.read()
+    file.seek(start)
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in _MEMO_OPS and int(arg) > len(data):
+                raise pickle.UnpicklingError(f"memo index {int(arg)} in a pickle of {len(data)} bytes")
+    except pickle.UnpicklingError:
+        raise
+    except Exception:     # a malformed stream: the unpickler itself will say what is wrong
+        pass
 
 
 def _decode(s):
@@ -482,13 +520,17 @@ def read_torch_checkpoint(path_or_file, allow_unknown_objects: str = "error",
         data = path_or_file.read()
     else:
         data = Path(path_or_file).read_bytes()
+    where = path_or_file if isinstance(path_or_file, (str, os.PathLike)) else "<file object>"
     try:
         if data[:4] == b"PK\x03\x04" or zipfile.is_zipfile(io.BytesIO(data)):
             return _read_zip(io.BytesIO(data), allow_unknown_objects)
         return _read_legacy(data, allow_unknown_objects)
     except UnsafeCheckpointError as e:
-        where = path_or_file if isinstance(path_or_file, (str, os.PathLike)) else "<file object>"
         raise UnsafeCheckpointError(f"{where}: {e}") from None
+    except MemoryError:
+        raise
+    except Exception as e:            # whatever a malformed pickle or zip makes the parser raise
+        raise CheckpointError(f"{where}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _has_arrays(obj) -> bool:
@@ -530,5 +572,5 @@ def load_state_dict(path, allow_unknown_objects: str = "error",
     out: dict[str, np.ndarray] = {}
     _flatten(obj, "", out)
     if not out:
-        raise ValueError(f"{path}: no tensors found in checkpoint")
+        raise CheckpointError(f"{path}: no tensors found in checkpoint")
     return out

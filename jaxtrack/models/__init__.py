@@ -10,6 +10,8 @@ import importlib
 
 import numpy as np
 
+from jaxtrack.errors import ConfigError
+
 # name -> (module, class): the flax backbones the trackers share
 BACKBONES = {
     "alexnet": ("jaxtrack.models.alexnet", "SiamFCAlexNet"),
@@ -30,7 +32,7 @@ def backbone(name: str, **options):
 def check_backbone(tracker: str, name: str, supported) -> None:
     """A config's backbone must be one its tracker supports: raise naming both."""
     if name not in supported:
-        raise ValueError(f"{tracker}: unknown backbone {name!r} ({' | '.join(supported)})")
+        raise ConfigError(f"{tracker}: unknown backbone {name!r} ({' | '.join(supported)})")
 
 
 def take_checked(state_dict: dict, key: str, shape, what: str, shown_key: str | None = None) -> np.ndarray:

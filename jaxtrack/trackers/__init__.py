@@ -11,6 +11,7 @@ import importlib
 from types import ModuleType
 
 from jaxtrack.core import Tracker, build_tracker
+from jaxtrack.errors import UnknownNameError
 
 TRACKERS = ("siamfc", "gradnet", "tadt", "atom", "dat")
 _EXTERNAL: dict[str, str] = {}           # name -> module path, from register()
@@ -34,7 +35,7 @@ def tracker_module(name: str) -> ModuleType:
         return importlib.import_module(f"jaxtrack.trackers.{name}")
     if name in _EXTERNAL:
         return importlib.import_module(_EXTERNAL[name])
-    raise KeyError(f"unknown tracker {name!r}; available: {available_trackers()}")
+    raise UnknownNameError(f"unknown tracker {name!r}; available: {available_trackers()}")
 
 
 def make_tracker(name: str, variant: str = "default", **overrides) -> Tracker:

@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from jaxtrack import checkpoints, models, online, ops
+from jaxtrack.errors import ConfigError
 from jaxtrack.core import Frame, TrackOutput
 from jaxtrack.models import iounet
 from jaxtrack.trackers import atom_optim as optim
@@ -86,7 +87,7 @@ class ATOMConfig:
     def __post_init__(self):
         models.check_backbone("atom", self.backbone, BACKBONES)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"atom: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ConfigError(f"atom: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 Config = ATOMConfig
@@ -438,7 +439,7 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
     state = state._replace(pos=pos, target_size=target_size, target_scale=target_scale, filt=filt,
                            loss=loss, frame_num=frame_num, key=key, flag=flag)
     out_box = jnp.concatenate([pos - target_size / 2, target_size])
-    return state, TrackOutput(out_box, peak)
+    return state, TrackOutput(out_box, peak, flag == FLAG_NOT_FOUND)
 
 
 # ------------------------------------------------------------------ params

@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from jaxtrack import guided_backprop, models, online, ops
+from jaxtrack.errors import ConfigError
 from jaxtrack.core import Frame, TrackOutput
 
 MNV2_LAST_BLOCK = 13
@@ -80,9 +81,9 @@ class DATConfig:
     def __post_init__(self):
         models.check_backbone("dat", self.backbone, FEATURE_SHAPES)
         if self.attention not in ATTENTIONS:
-            raise ValueError(f"dat: attention must be 'reg' or 'weight', got {self.attention!r}")
+            raise ConfigError(f"dat: attention must be 'reg' or 'weight', got {self.attention!r}")
         if self.n_samples < self.top_k:
-            raise ValueError(f"dat: n_samples {self.n_samples} < top_k {self.top_k}")
+            raise ConfigError(f"dat: n_samples {self.n_samples} < top_k {self.top_k}")
 
 
 Config = DATConfig
@@ -516,7 +517,7 @@ def track_step(config: DATConfig, params, state: DATState, frame: Frame):
     state = online.when(success, lambda s: _collect(config, conv, frame, s, kc), state)
     do_update = jnp.logical_not(success) | online.every(i, config.long_interval)
     state = online.when(do_update, lambda s: _update(config, conv, s, jnp.logical_not(success), ku), state)
-    return state, TrackOutput(result, target_score)
+    return state, TrackOutput(result, target_score, jnp.logical_not(success))
 
 
 # ------------------------------------------------------------------ params

@@ -388,7 +388,8 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
     state = GradNetState(center, target_size, x_side, state.x_side0, state.fill, state.kernel_sia,
                          kernel_gra, memory, samples, scores, num_stored, last_sample, peak_sum,
                          threshold, window_on, refind, i)
-    return state, TrackOutput(box, peak)
+    # lost: GradNet's own test, the frame is not reliable enough to be stored as a sample
+    return state, TrackOutput(box, peak, jnp.logical_not(reliable))
 
 
 # ------------------------------------------------------------------- params

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import checkpoints, models, ops
+from jaxtrack import checkpoints, models, online, ops
 from jaxtrack.core import Frame, TrackOutput
 
 # backbone -> its module options: the frozen ImageNet MobileNetV2 to features.13 at stride 8
@@ -43,6 +43,9 @@ class SiamFCConfig:
     template_crop: int = 8             # mobilenet_v2: centre crop of the 16x16 template map
     min_size: float = 4.0              # box size clamp (pixels), pysot-style robustness
     supersample: int = 1               # anti-aliasing taps per output pixel when cropping
+    # lost: the peak's probability (sigmoid) below lost_ratio x its mean over the first frames
+    lost_ratio: float = 0.5
+    lost_reference_frames: int = 5
 
     def __post_init__(self):
         models.check_backbone("siamfc", self.backbone, BACKBONES)
@@ -58,6 +61,7 @@ class SiamFCState(NamedTuple):
     fill: Any          # (3,) mean colour of the first frame, the crop padding
     kernel: Any        # [1, hz, wz, C] template features
     frame_index: Any   # () int32
+    peak_sum: Any      # () sum of the peak probabilities of frames 1..lost_reference_frames
 
 
 # ------------------------------------------------------------------- network
@@ -134,7 +138,7 @@ def init(config: SiamFCConfig, params, frame: Frame, box, key=None) -> SiamFCSta
                        config.supersample)
     feats, _ = embed(config, params, z[None])
     return SiamFCState(center, target_size, z_side, x_side, fill,
-                       template_features(config, feats), jnp.zeros((), jnp.int32))
+                       template_features(config, feats), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
 
 
 def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
@@ -167,11 +171,13 @@ def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
     target_size = jnp.clip(state.target_size * scale, config.min_size, jnp.stack([width, height]))
     # the crop sides follow the box, as siamfc-pytorch scales z_sz and x_sz with it
     actual = jnp.sqrt(jnp.prod(target_size) / jnp.prod(state.target_size))
+    lost, peak_sum = online.low_peak(state.frame_index + 1, jax.nn.sigmoid(peak), state.peak_sum,
+                                     config.lost_reference_frames, config.lost_ratio)
     state = state._replace(center=center, target_size=target_size,
                            z_side=state.z_side * actual, x_side=state.x_side * actual,
-                           frame_index=state.frame_index + 1)
+                           frame_index=state.frame_index + 1, peak_sum=peak_sum)
     box = jnp.concatenate([center - target_size / 2, target_size])
-    return state, TrackOutput(box, peak)
+    return state, TrackOutput(box, peak, lost)
 
 
 # ------------------------------------------------------------------- params

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import models, ops
+from jaxtrack import models, online, ops
+from jaxtrack.errors import ConfigError
 from jaxtrack.core import Frame, TrackOutput, replace_config
 
 SELECTIONS = ("target_aware", "all", "random", "regression", "ranking")
@@ -56,13 +57,17 @@ class TADTConfig:
     scale_weights: tuple = (0.99, 1.0, 1.0055)
     window_weight: float = 1.0            # the official adds the unnormalised Hann window
     min_box: float = 4.0                  # box side clamp (pixels)
+    # lost: the correlation peak (relative to the exemplar's own) below lost_ratio x its mean
+    # over the first lost_reference_frames frames
+    lost_ratio: float = 0.5
+    lost_reference_frames: int = 5
 
     def __post_init__(self):
         models.check_backbone("tadt", self.backbone, BACKBONE_DEFAULTS)
         if self.selection not in SELECTIONS:
-            raise ValueError(f"tadt: unknown selection {self.selection!r}; choose from {SELECTIONS}")
+            raise ConfigError(f"tadt: unknown selection {self.selection!r}; choose from {SELECTIONS}")
         if len(self.scale_weights) != 3 or self.scale_pad % 2 or self.map_size <= self.scale_pad:
-            raise ValueError("tadt: scale_weights needs 3 entries and scale_pad an even number "
+            raise ConfigError("tadt: scale_weights needs 3 entries and scale_pad an even number "
                              "smaller than the feature map")
     @property
     def search_px(self) -> int:
@@ -98,6 +103,7 @@ class TADTState(NamedTuple):
     w_shallow: Any     # [Ns] validity x balance weight
     w_deep: Any        # [Nd] validity (0/1)
     frame_index: Any   # () int32
+    peak_sum: Any      # () sum of the relative correlation peaks of the first frames
 
 
 # ------------------------------------------------------------------- backbone
@@ -400,7 +406,7 @@ def init(config: TADTConfig, params, frame: Frame, box, key=None) -> TADTState:
     template = selected_features(xs, xd, idx_s, w_s, idx_d, w_d) * pmask[..., None]
     valid = box_mask(f, (f - 1) // 2 - half_h, (f - 1) // 2 - half_w)
     return TADTState(center, target_size, x_side, fill, template, valid, idx_s, idx_d,
-                     w_s, w_d, jnp.zeros((), jnp.int32))
+                     w_s, w_d, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
 
 
 def scale_pyramid(config: TADTConfig, feats):
@@ -415,16 +421,18 @@ def scales(config: TADTConfig) -> np.ndarray:
 
 
 def response_maps(config: TADTConfig, state: TADTState, feats):
-    """[3, F, F] correlation responses of the scale pyramid, normalised by their maximum."""
+    """[3, F, F] correlation responses of the scale pyramid, normalised by their maximum, and
+    that maximum relative to the exemplar's correlation with itself."""
     r = corr_same(scale_pyramid(config, feats), state.template) * state.valid
-    return r / (jnp.max(r) + 1e-12)
+    peak = jnp.max(r)
+    return r / (peak + 1e-12), peak / (jnp.sum(state.template ** 2) + 1e-12)
 
 
 def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
     xs, xd = _search_features(config, params, frame, state.center, state.x_side, state.fill)
     feats = selected_features(xs, xd, state.idx_shallow, state.w_shallow, state.idx_deep,
                               state.w_deep)
-    resp = response_maps(config, state, feats)
+    resp, relative_peak = response_maps(config, state, feats)
     up = config.search_px
     resp = ops.resize_bicubic(resp, (up, up))
     resp = resp + config.window_weight * jnp.asarray(ops.hann_window(up, normalize=False))
@@ -439,10 +447,12 @@ def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
     target_size = jnp.clip(state.target_size * sc[best], config.min_box, jnp.stack([width, height]))
     actual = jnp.sqrt(jnp.prod(target_size) / jnp.prod(state.target_size))
     peak = jnp.max(resp[best])
+    lost, peak_sum = online.low_peak(state.frame_index + 1, relative_peak, state.peak_sum,
+                                     config.lost_reference_frames, config.lost_ratio)
     state = state._replace(center=center, target_size=target_size, x_side=state.x_side * actual,
-                           frame_index=state.frame_index + 1)
+                           frame_index=state.frame_index + 1, peak_sum=peak_sum)
     box = jnp.concatenate([center - target_size / 2, target_size])
-    return state, TrackOutput(box, peak)
+    return state, TrackOutput(box, peak, lost)
 
 
 # ------------------------------------------------------------------- params / config

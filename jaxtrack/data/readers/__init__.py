@@ -23,6 +23,7 @@ from jaxtrack.data.readers.lasot import read_lasot_folder
 from jaxtrack.data.readers.otb import read_otb_folder
 from jaxtrack.data.readers.vot import read_vot_folder
 from jaxtrack.data.sequence import Sequence
+from jaxtrack.errors import DatasetError, DatasetNotFoundError
 
 # The one list of layout names, in the order error messages list them: each is a module
 # jaxtrack.data.readers.<name> (lowercase, no '-' or '_': names are matched that way).
@@ -41,8 +42,8 @@ def _layout(name: str):
     return _MODULES.get(name.lower().replace("-", "").replace("_", ""))
 
 
-def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown dataset layout {name!r}; choose from {', '.join(LAYOUTS)}")
+def _unknown(name: str) -> DatasetError:
+    return DatasetError(f"unknown dataset layout {name!r}; choose from {', '.join(LAYOUTS)}")
 
 
 def load_dataset(name: str, root, split=None, sequences=None) -> list[Sequence]:
@@ -59,7 +60,11 @@ def load_dataset(name: str, root, split=None, sequences=None) -> list[Sequence]:
     module = _layout(name)
     if module is None:
         raise _unknown(name)
-    return module.load(os.fspath(root), split, sequences)
+    found = module.load(os.fspath(root), split, sequences)
+    if not found:
+        raise DatasetNotFoundError(f"{os.fspath(root)}: no sequences found in the {name} layout "
+                                   f"(split {split!r}; the layouts: docs/datasets.md)")
+    return found
 
 
 def load_sequence(path, dataset: str = "otb", target: int | None = None) -> Sequence:

@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxtrack import boxes as boxes_lib
 from jaxtrack.data.sequence import Sequence
+from jaxtrack.errors import DatasetError, DatasetNotFoundError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -19,7 +20,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 def _require_dir(path) -> str:
     path = os.fspath(path)
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: folder not found")
+        raise DatasetNotFoundError(f"{path}: folder not found")
     return path
 
 
@@ -35,8 +36,24 @@ def list_frames(folder: str) -> list[str]:
     names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS)
              and not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
     if not names:
-        raise FileNotFoundError(f"{folder}: no frames found (looked for {', '.join(IMAGE_EXTS)})")
+        raise DatasetNotFoundError(f"{folder}: no frames found (looked for {', '.join(IMAGE_EXTS)})")
     return [os.path.join(folder, n) for n in sorted(names, key=_frame_number)]
+
+
+def read_text(path: str, what: str = "file") -> str:
+    """A dataset text file as str (UTF-8, a BOM allowed, any line ends), or a named error."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: the {what} is not text (byte {e.start} is not UTF-8)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read_boxes(path: str) -> np.ndarray:
@@ -48,24 +65,25 @@ def read_boxes(path: str) -> np.ndarray:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: ground-truth file not found")
+        raise DatasetNotFoundError(f"{path}: ground-truth file not found")
     rows = []
-    with open(path, "r", encoding="utf-8-sig", newline=None) as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = [s for s in re.split(r"[,\s]+", line.strip()) if s]
-            if not fields:
-                continue
-            if len(fields) not in (4, 8):
-                raise ValueError(f"{path}:{lineno}: expected 4 values x,y,w,h (or 8 for a polygon), "
-                                 f"got {len(fields)}")
-            try:
-                values = [float(s) for s in fields]
-            except ValueError:
-                bad = next(s for s in fields if not _is_float(s))
-                raise ValueError(f"{path}:{lineno}: non-numeric value {bad!r}") from None
-            rows.append(boxes_lib.polygon_to_xywh(values) if len(values) == 8 else values)
+    for lineno, line in enumerate(read_text(path, "ground-truth file").split("\n"), start=1):
+        fields = [s for s in re.split(r"[,\s]+", line.strip()) if s]
+        if not fields:
+            continue
+        if len(fields) not in (4, 8):
+            raise DatasetError(f"{path}:{lineno}: expected 4 values x,y,w,h (or 8 for a polygon), "
+                               f"got {len(fields)}")
+        try:
+            values = [float(s) for s in fields]
+        except ValueError:
+            bad = next(s for s in fields if not _is_float(s))
+            raise DatasetError(f"{path}:{lineno}: non-numeric value {bad!r}") from None
+        if any(np.isinf(values)):
+            raise DatasetError(f"{path}:{lineno}: infinite value in {fields} (NaN marks a missing box)")
+        rows.append(boxes_lib.polygon_to_xywh(values) if len(values) == 8 else values)
     if not rows:
-        raise ValueError(f"{path}: no boxes in the ground-truth file")
+        raise DatasetError(f"{path}: no boxes in the ground-truth file")
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
@@ -81,16 +99,19 @@ def _read_flags(path: str) -> np.ndarray | None:
     """A per-frame 0/1 label file (comma/space/newline separated), or None if absent."""
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        values = [s for s in re.split(r"[,\s]+", f.read().strip()) if s]
-    return np.asarray([float(v) for v in values]) > 0
+    values = [s for s in re.split(r"[,\s]+", read_text(path, "flag file").strip()) if s]
+    try:
+        flags = np.asarray([float(v) for v in values])
+    except ValueError:
+        bad = next(v for v in values if not _is_float(v))
+        raise DatasetError(f"{path}: non-numeric flag {bad!r}") from None
+    return flags > 0
 
 
 def _read_list(path: str) -> list[str] | None:
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return [s.strip() for s in f.read().splitlines() if s.strip()]
+    return [s.strip() for s in read_text(path, "list file").split("\n") if s.strip()]
 
 
 def _make(name, gt_file, boxes, frames, dataset, base, *, pad=False, visible=None, attrs=()):
@@ -113,7 +134,7 @@ def _select(items, sequences, what: str):
         sequences = [sequences]
     missing = [s for s in sequences if s not in items]
     if missing:
-        raise FileNotFoundError(f"{what}: sequence(s) not found: {', '.join(missing)}")
+        raise DatasetNotFoundError(f"{what}: sequence(s) not found: {', '.join(missing)}")
     return list(sequences)
 
 

@@ -11,6 +11,7 @@ import os
 from jaxtrack.data.readers.common import (_make, _read_flags, _require_dir, _select, _seq_dirs,
                                           list_frames, read_boxes)
 from jaxtrack.data.sequence import Sequence
+from jaxtrack.errors import DatasetError
 
 INDEX_BASE = 0  # got10k toolkit / pytracking
 
@@ -39,7 +40,7 @@ def load(root, split, sequences) -> list[Sequence]:
         else:
             present = [s for s in ("train", "val", "test") if os.path.isdir(os.path.join(root, s))]
             if len(present) != 1:
-                raise ValueError(f"{root}: several GOT-10k splits ({', '.join(present)}); pass split=")
+                raise DatasetError(f"{root}: several GOT-10k splits ({', '.join(present)}); pass split=")
             split_dir = os.path.join(root, present[0])
     else:
         split_dir = _require_dir(os.path.join(root, split))

@@ -12,6 +12,7 @@ import os
 from jaxtrack.data.readers.common import (_make, _read_flags, _read_list, _require_dir, _select,
                                           list_frames, read_boxes)
 from jaxtrack.data.sequence import Sequence
+from jaxtrack.errors import DatasetNotFoundError
 
 INDEX_BASE = 1  # MATLAB heritage
 
@@ -38,12 +39,12 @@ def load(root, split, sequences) -> list[Sequence]:
     if split is not None:  # a split file: one sequence name per line (e.g. testing_set.txt)
         names = _read_list(split if os.path.isfile(split) else os.path.join(root, split))
         if names is None:
-            raise FileNotFoundError(f"{split}: LaSOT split file not found")
+            raise DatasetNotFoundError(f"{split}: LaSOT split file not found")
         sequences = names if sequences is None else [s for s in sequences if s in set(names)]
     if sequences is not None and not isinstance(sequences, str):
         for s in sequences:  # name the expected folder for a missing sequence
             if s not in dirs:
-                raise FileNotFoundError(f"{os.path.join(root, s.rsplit('-', 1)[0], s)}: sequence folder not found")
+                raise DatasetNotFoundError(f"{os.path.join(root, s.rsplit('-', 1)[0], s)}: sequence folder not found")
     return [read_lasot_folder(dirs[n]) for n in _select(dirs, sequences, root)]
 
 

@@ -15,8 +15,9 @@ import json
 import os
 import re
 
-from jaxtrack.data.readers.common import _frame_number, _make, _require_dir, list_frames, read_boxes
+from jaxtrack.data.readers.common import _frame_number, _make, _require_dir, list_frames, read_boxes, read_text
 from jaxtrack.data.sequence import Sequence
+from jaxtrack.errors import DatasetError, DatasetNotFoundError
 
 INDEX_BASE = 1  # MATLAB heritage
 
@@ -44,11 +45,10 @@ def _otb_trim(folder: str, seq: str, frames: list[str], n_boxes: int) -> list[st
     cfg = os.path.join(folder, "cfg.json")
     if os.path.isfile(cfg):
         try:
-            with open(cfg, encoding="utf-8") as f:
-                c = json.load(f)
+            c = json.loads(read_text(cfg, "cfg.json"))
             rng = (int(c["startFrame"]), int(c["endFrame"]))
-        except (ValueError, KeyError, TypeError):
-            rng = None
+        except (ValueError, KeyError, TypeError, DatasetError):
+            rng = None                     # a damaged cfg.json: the range comes from elsewhere
     if rng is None or rng[1] - rng[0] + 1 != n_boxes:
         rng = _OTB_FRAME_RANGES.get(seq)
     if rng is None or rng[1] - rng[0] + 1 != n_boxes:
@@ -62,14 +62,13 @@ def read_otb_folder(folder) -> list[Sequence]:
     folder = _require_dir(folder)
     targets = _otb_gt_files(folder)
     if not targets:
-        raise FileNotFoundError(f"{folder}: no groundtruth_rect.txt or groundtruth.txt found")
+        raise DatasetNotFoundError(f"{folder}: no groundtruth_rect.txt or groundtruth.txt found")
     img = os.path.join(folder, "img")
     frames_all = list_frames(img if os.path.isdir(img) else folder)
     attrs = ()
     attrs_file = os.path.join(folder, "attrs.txt")
     if os.path.isfile(attrs_file):
-        with open(attrs_file, encoding="utf-8") as f:
-            attrs = tuple(a for a in re.split(r"[,\s]+", f.read().strip()) if a)
+        attrs = tuple(a for a in re.split(r"[,\s]+", read_text(attrs_file, "attrs.txt").strip()) if a)
     seq = os.path.basename(os.path.normpath(folder))
     out = []
     for name, gt_file in targets:
@@ -102,7 +101,7 @@ def load(root, split, sequences) -> list[Sequence]:
         found = {s.name for s in out} | {s.name.rsplit(".", 1)[0] for s in out}
         missing = [w for w in wanted if w not in found]
         if missing:
-            raise FileNotFoundError(f"{root}: sequence(s) not found: {', '.join(missing)}")
+            raise DatasetNotFoundError(f"{root}: sequence(s) not found: {', '.join(missing)}")
     return out
 
 
@@ -112,6 +111,6 @@ def load_folder(path, target: int | None = None) -> Sequence:
     if target is not None:
         seqs = [s for s in seqs if s.name.endswith(f".{target}")]
     if len(seqs) != 1:
-        raise ValueError(f"{path}: {len(seqs)} targets ({', '.join(s.name for s in seqs)}); "
+        raise DatasetError(f"{path}: {len(seqs)} targets ({', '.join(s.name for s in seqs)}); "
                          "pass target= or use read_otb_folder")
     return seqs[0]

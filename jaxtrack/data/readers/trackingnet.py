@@ -12,6 +12,7 @@ import re
 
 from jaxtrack.data.readers.common import _make, _require_dir, _select, list_frames, read_boxes
 from jaxtrack.data.sequence import Sequence
+from jaxtrack.errors import DatasetNotFoundError
 
 INDEX_BASE = 0  # got10k toolkit / pytracking
 
@@ -22,7 +23,7 @@ def load(root, split, sequences) -> list[Sequence]:
         chunks = sorted((d for d in os.listdir(root) if re.fullmatch(r"TRAIN_\d+", d)),
                         key=lambda d: int(d.split("_")[1]))
         if not chunks:
-            raise FileNotFoundError(f"{root}: no TRAIN_k folders found")
+            raise DatasetNotFoundError(f"{root}: no TRAIN_k folders found")
     elif split.lower() == "test":
         chunks = ["TEST"]
     else:
