@@ -94,3 +94,13 @@ def test_same_key_same_boxes_other_key_runs(tracked):
     np.testing.assert_array_equal(again.boxes, results["a"].boxes)
     other = run_sequence(jt, seqs[0], seed=1)
     assert np.all(np.isfinite(other.boxes))
+
+
+def test_a_target_leaving_the_frame_keeps_boxes_and_state_finite(tracked):
+    """The target slides out (same frame bucket, no compile): every box and the state stay
+    finite, and the health flags come back per frame."""
+    from jaxtrack.data.synthetic import make_leaving_sequence
+    _, jt, _, _ = tracked
+    r = run_sequence(jt, make_leaving_sequence(5, num_frames=16, size=(96, 120), speed=8.0), seed=0)
+    assert np.all(np.isfinite(r.boxes)) and r.finite.all() and r.nonfinite_frame is None
+    assert r.lost.shape == (16,) and r.lost.dtype == bool and not r.lost[0]

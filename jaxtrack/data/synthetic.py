@@ -241,6 +241,29 @@ def make_sequence(seed, num_frames: int = 100, size=(240, 320), *, scale_change=
                     dataset="synthetic")
 
 
+def make_leaving_sequence(seed, num_frames: int = 30, size=(96, 120), speed: float = 6.0,
+                          name: str = "leaving") -> Sequence:
+    """A textured target that slides out of the frame to the right and stays out: the
+    ground truth is NaN from the first frame where the target is fully outside. For
+    checking what trackers report (their ``lost`` flag, finite boxes) when there is
+    nothing left to track."""
+    rng_bg, rng_target = np.random.default_rng(seed).spawn(2)
+    H, W = size
+    side = max(8.0, min(H, W) / 4)
+    tex, alpha, _, _ = _object(rng_target, int(side), int(side), "rect")
+    background = _background(rng_bg, H, W)
+    frames, gt = [], []
+    x0, y = W / 3 - side / 2, H / 2 - side / 2
+    for i in range(int(num_frames)):
+        box = np.array([x0 + speed * i, y, side, side])
+        canvas = background.copy()
+        _draw(canvas, tex, alpha, box)
+        frames.append(np.clip(canvas, 0, 255).astype(np.uint8))
+        gt.append(box if box[0] < W else np.full(4, np.nan))
+    return Sequence(name=name, gt=np.asarray(gt), index_base=0, images=np.stack(frames),
+                    attrs=("OV",), dataset="synthetic")
+
+
 def make_dataset(seed, count: int, **kw) -> list[Sequence]:
     """``count`` independent sequences; sequence ``i`` uses ``default_rng([seed, i])``."""
     return [make_sequence([int(seed), i], name=f"synthetic-{seed}-{i:04d}", **kw) for i in range(count)]
