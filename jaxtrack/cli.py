@@ -142,3 +142,46 @@ def run(main) -> None:
         print("interrupted (the interrupt arrived where it could not stop the run at once)",
               file=sys.stderr)
         sys.exit(130)
+
+
+# ----------------------------------------------------------------------------- the `jaxtrack` command
+
+COMMANDS = {                       # subcommand -> module in jaxtrack.commands
+    "track": "track",
+    "eval": "evaluate",
+    "report": "report",
+    "show": "show",
+    "bench": "bench",
+    "export": "export",
+    "pack": "pack",
+}
+
+
+def _parser_for(module, prog: str | None = None, parent=None, name: str | None = None):
+    kw = dict(description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parent.add_parser(name, help=module.SUMMARY, **kw) if parent is not None else \
+        argparse.ArgumentParser(prog=prog, **kw)
+    module.add_arguments(ap)
+    ap.set_defaults(_run=module.run)
+    return ap
+
+
+def run_command(module, argv=None):
+    """Parse ``argv`` with a command module's flags and run it as :func:`run` does (the
+    ``experiments/`` scripts that wrap a subcommand call this)."""
+    args = _parser_for(module).parse_args(argv)
+    out = []
+    run(lambda: out.append(module.run(args)))
+    return out[0] if out else None
+
+
+def main(argv=None):
+    """``jaxtrack <command> ...``: the console script (``pyproject.toml``, ``[project.scripts]``)."""
+    import importlib
+    ap = argparse.ArgumentParser(prog="jaxtrack", description="Visual object trackers that learn from "
+                                 "gradients, in JAX. Every command's --help shows an example.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        _parser_for(importlib.import_module(f"jaxtrack.commands.{module}"), parent=sub, name=name)
+    args = ap.parse_args(argv)
+    run(lambda: args._run(args))

@@ -1,0 +1,238 @@
+"""Compile time against run time, per tracker.
+
+For each tracker/backbone it measures, on one device:
+
+* cold compile of ``init`` and ``track_step`` (``jit(...).lower(...).compile()``, no cache);
+* warm start: a fresh process whose persistent compilation cache was filled by an earlier
+  process, timed from process start to the first ``track_step`` result;
+* steady per-frame time of the jitted ``track_step`` (median and p90) and frames per second;
+* the number of compilations over a whole dataset (``--root``: the shape buckets in use);
+* with ``--torch`` (CPU only), the same SiamFC AlexNet per-frame work in PyTorch eager
+  (3-scale 255 crops, AlexNet, cross-correlation, 16x bicubic upsampling), side by side.
+
+    jaxtrack bench --trackers siamfc:alexnet siamfc:mobilenet_v2 \
+        --root ../shared/data/otb --torch --out bench_compile.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+T_START = time.perf_counter()
+
+from jaxtrack import cli  # noqa: E402
+
+SUMMARY = "compile time against run time per tracker (and PyTorch eager SiamFC)"
+
+
+def _frame(h=240, w=320, seed=0):
+    from jaxtrack.data.synthetic import make_sequence
+    seq = make_sequence(seed, num_frames=2, size=(h, w))
+    return seq.frame(0), seq.frame(1), seq.gt[0]
+
+
+_build = cli.build_for_timing
+
+
+def child_first_step(spec: str) -> dict:
+    """Run in a fresh process: time from start to the first track_step result."""
+    import jax
+    import jax.numpy as jnp
+    from jaxtrack.driver import JitTracker
+    from jaxtrack.frames import pad_frame
+    tracker, _ = _build(spec)
+    jt = JitTracker(tracker)
+    f0, f1, box = _frame()
+    t_ready = time.perf_counter()
+    state = jt.init(jt.params, pad_frame(f0), jnp.asarray(box, jnp.float32), jax.random.PRNGKey(0))
+    state, out = jt.step(jt.params, state, pad_frame(f1))
+    jax.block_until_ready(out)
+    t = time.perf_counter()
+    return {"start_to_first_step_s": t - T_START, "first_init_and_step_s": t - t_ready}
+
+
+def measure(spec: str, frames: int, root: str | None) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jaxtrack.driver import JitTracker
+    from jaxtrack.frames import pad_frame
+    tracker, random_weights = _build(spec)
+    f0, f1, box = _frame()
+    fr0, fr1 = pad_frame(f0), pad_frame(f1)
+    box = jnp.asarray(box, jnp.float32)
+    key = jax.random.PRNGKey(0)
+    t = time.perf_counter()
+    init_c = jax.jit(tracker.init).lower(tracker.params, fr0, box, key).compile()
+    t_init = time.perf_counter() - t
+    t = time.perf_counter()
+    state = init_c(tracker.params, fr0, box, key)
+    jax.block_until_ready(state)
+    t_init_run = time.perf_counter() - t
+    t = time.perf_counter()
+    step_c = jax.jit(tracker.track_step).lower(tracker.params, state, fr1).compile()
+    t_step = time.perf_counter() - t
+    for _ in range(3):
+        state, out = step_c(tracker.params, state, fr1)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(frames):
+        t = time.perf_counter()
+        state, out = step_c(tracker.params, state, fr1)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t)
+    times = np.asarray(times)
+    rec = {"tracker": spec, "device": str(jax.devices()[0]), "random_weights": random_weights,
+           "compile_init_s": t_init, "compile_track_step_s": t_step, "init_run_ms": 1e3 * t_init_run,
+           "frame_median_ms": 1e3 * float(np.median(times)), "frame_p90_ms": 1e3 * float(np.percentile(times, 90)),
+           # the mean includes the periodic online updates (ATOM, DAT, GradNet) the median hides
+           "frame_mean_ms": 1e3 * float(np.mean(times)),
+           "fps": float(1.0 / np.median(times)), "fps_mean": float(1.0 / np.mean(times)),
+           "frames_timed": frames}
+    if root:
+        from jaxtrack.data import load_dataset
+        jt = JitTracker(tracker)
+        seqs = load_dataset("otb", root)
+        shapes = set()
+        for seq in seqs:           # init + one step per sequence is enough to hit every bucket
+            a, b = pad_frame(seq.frame(0)), pad_frame(seq.frame(1))
+            s = jt.init(jt.params, a, jnp.asarray(seq.gt[0], jnp.float32), key)
+            s, o = jt.step(jt.params, s, b)
+            jax.block_until_ready(o)
+            shapes.add(a.image.shape[:2])
+        rec["dataset_sequences"] = len(seqs)
+        rec["dataset_compilations"] = jt.num_compilations
+        rec["dataset_buckets"] = sorted(shapes)
+    return rec
+
+
+def warm_start(spec: str, device: str | None) -> dict:
+    """Two fresh processes sharing a new cache folder: the second one starts warm."""
+    with tempfile.TemporaryDirectory() as cache:
+        res = []
+        for _ in range(2):
+            cmd = [sys.executable, "-m", "jaxtrack.commands.bench", "--child", spec, "--cache-dir", cache]
+            if device:
+                cmd += ["--device", device]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            res.append(json.loads(out.strip().splitlines()[-1]))
+    return {"cold_process_start_to_first_step_s": res[0]["start_to_first_step_s"],
+            "warm_process_start_to_first_step_s": res[1]["start_to_first_step_s"],
+            "warm_first_init_and_step_s": res[1]["first_init_and_step_s"]}
+
+
+# ------------------------------------------------------------------ PyTorch eager reference
+
+def torch_siamfc_alexnet(frames: int) -> dict:
+    """The same per-frame work as jaxtrack's SiamFC AlexNet ``track_step``, in PyTorch eager."""
+    import cv2
+    import numpy as np
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+
+    def block(cin, cout, k, s=1, groups=1, bn=True, relu=True, pool=False):
+        layers = [nn.Conv2d(cin, cout, k, s, groups=groups)]
+        if bn:
+            layers.append(nn.BatchNorm2d(cout, eps=1e-6))
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        if pool:
+            layers.append(nn.MaxPool2d(3, 2))
+        return nn.Sequential(*layers)
+
+    net = nn.Sequential(block(3, 96, 11, 2, pool=True), block(96, 256, 5, groups=2, pool=True),
+                        block(256, 384, 3), block(384, 384, 3, groups=2),
+                        block(384, 256, 3, groups=2, bn=False, relu=False)).eval()
+    f0, f1, box = _frame()
+    center = box[:2] + box[2:] / 2
+    side = 2.0 * np.sqrt(np.prod(box[2:] + 0.5 * box[2:].sum()))
+    fill = f1.reshape(-1, 3).mean(0)
+
+    def crop(img, c, s, out):
+        m = np.array([[out / s, 0, out / 2 - c[0] * out / s], [0, out / s, out / 2 - c[1] * out / s]])
+        return cv2.warpAffine(img, m, (out, out), borderValue=tuple(fill.tolist()))
+
+    with torch.no_grad():
+        z = torch.from_numpy(crop(f0, center, side * 127 / 255, 127)).permute(2, 0, 1)[None].float()
+        kernel = net(z)
+        hann = np.outer(np.hanning(272), np.hanning(272))
+        times = []
+        for i in range(frames + 3):
+            t = time.perf_counter()
+            x = np.stack([crop(f1, center, side * s, 255) for s in (1 / 1.0375, 1.0, 1.0375)])
+            x = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+            feats = net(x)
+            resp = torch.nn.functional.conv2d(feats.reshape(1, -1, 22, 22), kernel.repeat(3, 1, 1, 1),
+                                              groups=3)[0].numpy() * 1e-3
+            up = np.stack([cv2.resize(r, (272, 272), interpolation=cv2.INTER_CUBIC) for r in resp])
+            best = up.max((1, 2)).argmax()
+            r = up[best] - up[best].min()
+            r = 0.824 * r / (r.sum() + 1e-16) + 0.176 * hann / hann.sum()
+            np.unravel_index(r.argmax(), r.shape)
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+    times = np.asarray(times)
+    return {"tracker": "siamfc:alexnet (PyTorch eager)", "device": "cpu", "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "frame_median_ms": 1e3 * float(np.median(times)), "frame_p90_ms": 1e3 * float(np.percentile(times, 90)),
+            "fps": float(1.0 / np.median(times)), "frames_timed": frames}
+
+
+def table(rows) -> str:
+    head = ("| tracker | device | compile init (s) | compile step (s) | init run (ms) | warm start (s) | "
+            "cold start (s) | frame median (ms) | p90 (ms) | mean (ms) | FPS (median) | FPS (mean) | "
+            "compilations / seqs |")
+    out = [head, "|" + "---|" * 13]
+    for r in rows:
+        f = lambda k, fmt="%.2f": (fmt % r[k]) if k in r else "-"
+        comp = f"{r['dataset_compilations']} / {r['dataset_sequences']}" if "dataset_compilations" in r else "-"
+        out.append(f"| {r['tracker']} | {r['device']} | {f('compile_init_s')} | {f('compile_track_step_s')} | "
+                   f"{f('init_run_ms', '%.0f')} | "
+                   f"{f('warm_process_start_to_first_step_s')} | {f('cold_process_start_to_first_step_s')} | "
+                   f"{f('frame_median_ms', '%.1f')} | {f('frame_p90_ms', '%.1f')} | {f('frame_mean_ms', '%.1f')} | "
+                   f"{f('fps', '%.1f')} | {f('fps_mean', '%.1f')} | {comp} |")
+    return "\n".join(out)
+
+
+def add_arguments(ap) -> None:
+    ap.add_argument("--trackers", nargs="+", default=["siamfc:alexnet", "siamfc:mobilenet_v2"])
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--root", default=None, help="an OTB-layout folder: count compilations over it")
+    ap.add_argument("--torch", action="store_true", help="also time PyTorch eager SiamFC AlexNet (CPU)")
+    ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
+    ap.add_argument("--no-warm", action="store_true", help="skip the two-process warm-start test")
+    ap.add_argument("--out", default="bench_compile.json")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
+
+
+def run(args):
+    cli.select_device(args.device)
+    if args.child:
+        cli.enable_compilation_cache(args.cache_dir)
+        print(json.dumps(child_first_step(args.child)))
+        return
+    rows = []
+    for spec in args.trackers:
+        rec = measure(spec, args.frames, args.root)
+        if not args.no_warm:
+            rec.update(warm_start(spec, args.device))
+        rows.append(rec)
+        print(json.dumps(rec), flush=True)
+    if args.torch:
+        rec = torch_siamfc_alexnet(args.frames)
+        rows.append(rec)
+        print(json.dumps(rec), flush=True)
+    print(table(rows))
+    from jaxtrack.fileio import atomic_write_json
+    atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:]})
+    return rows
+
+
+if __name__ == "__main__":
+    cli.run_command(sys.modules[__name__])
