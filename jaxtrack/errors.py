@@ -46,5 +46,9 @@ class RunMismatchError(JaxtrackError, RuntimeError):
     """A results folder holds the results of a different run."""
 
 
+class ResultsError(JaxtrackError, ValueError):
+    """A results folder (ours or another toolkit's) is missing, incomplete or unreadable."""
+
+
 class ResultsFolderError(JaxtrackError, OSError):
     """A results folder cannot be written (read-only, full disk...)."""

@@ -1,4 +1,4 @@
-"""Compile time against run time, per tracker.
+r"""Compile time against run time, per tracker.
 
 For each tracker/backbone it measures, on one device:
 

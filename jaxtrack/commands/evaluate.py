@@ -1,4 +1,4 @@
-"""One-pass evaluation (OPE) of a tracker over a dataset, resumable.
+r"""One-pass evaluation (OPE) of a tracker over a dataset, resumable.
 
     jaxtrack eval --tracker atom --dataset otb --root ../shared/data/otb \
         --results RESULTS [--variant no_iou] [--set learning_rate=0.02]

@@ -1,4 +1,4 @@
-"""Export a tracker's init and track_step (jax.export, StableHLO) to one file.
+r"""Export a tracker's init and track_step (jax.export, StableHLO) to one file.
 
     jaxtrack export --tracker siamfc --backbone mobilenet_v2 \
         --buckets 256x384 384x512 --out siamfc_mnv2.jaxexport

@@ -122,7 +122,7 @@ def check_complete(box_path: Path, time_path: Path, n: int) -> str | None:
     return None
 
 
-def _find_result(results_dir: Path, name: str) -> tuple[Path | None, Path | None]:
+def find_result(results_dir: Path, name: str) -> tuple[Path | None, Path | None]:
     """Result and times file of a sequence in a foreign folder: got10k/pytracking flat
     layout first, then GOT-10k's ``<seq>/<seq>_001.txt``."""
     box, t = result_paths(results_dir, name)
@@ -207,7 +207,7 @@ def evaluate_results(results_dir, sequences: Iterable, *, extra_info=None) -> di
     per_seq, full, missing, unreadable, notes = {}, {}, [], {}, []
     tot_frames, tot_time = 0, 0.0
     for seq in sequences:
-        box_path, time_path = _find_result(results_dir, seq.name)
+        box_path, time_path = find_result(results_dir, seq.name)
         if box_path is None:
             missing.append(seq.name)
             continue
