@@ -7,6 +7,8 @@ pixels beyond it count as outside the image.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -163,6 +165,27 @@ def balanced_logistic_loss(logits, labels, neg_weight: float = 1.0):
     return jnp.mean(jnp.sum(weight * bce, axes) / jnp.sum(weight, axes))
 
 
+@functools.lru_cache(maxsize=64)
+def cubic_resize_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
+    """[n_out, n_in] float32: resampling a length-``n_in`` signal to ``n_out`` samples with
+    OpenCV's ``INTER_CUBIC``: Keys' kernel with ``a = -0.75``, half-pixel centres, edge
+    samples repeated (cv2.resize's border rule)."""
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    i0 = np.floor(src).astype(int)
+    t = src - i0
+    m = np.zeros((n_out, n_in))
+    for k in range(-1, 3):
+        x = np.abs(t - k)
+        w = np.where(x <= 1, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1,
+                     np.where(x < 2, a * (x ** 3 - 5 * x ** 2 + 8 * x - 4), 0.0))
+        np.add.at(m, (np.arange(n_out), np.clip(i0 + k, 0, n_in - 1)), w)
+    return m.astype(np.float32)
+
+
 def resize_bicubic(maps, out_hw):
-    """Bicubic upsampling of [..., h, w] maps (half-pixel centres, as cv2.INTER_CUBIC)."""
-    return jax.image.resize(maps, maps.shape[:-2] + tuple(out_hw), method="cubic", antialias=False)
+    """Bicubic resize of [..., h, w] maps exactly as ``cv2.resize(..., INTER_CUBIC)`` (as the
+    official SiamFC, GradNet and TADT upsample their responses): two small matmuls."""
+    h, w = maps.shape[-2:]
+    mh = jnp.asarray(cubic_resize_matrix(h, int(out_hw[0])))
+    mw = jnp.asarray(cubic_resize_matrix(w, int(out_hw[1])))
+    return jnp.einsum("ai,...ij,bj->...ab", mh, maps, mw)

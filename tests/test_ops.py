@@ -171,3 +171,15 @@ def test_xcorr_formulations_agree():
         g_cells = jax.grad(loss(ops_reference.xcorr_cells), argnums=(0, 1))(z, x)
         for a, b in zip(g_ref, g_cells):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_resize_bicubic_is_cv2_inter_cubic():
+    """The official trackers upsample responses with cv2.INTER_CUBIC (a = -0.75, edges
+    repeated): equal to cv2 to float32 rounding, for up- and downsampling."""
+    rng = np.random.default_rng(0)
+    for (h, w), (oh, ow) in (((17, 17), (272, 272)), ((25, 19), (400, 304)), ((9, 12), (5, 7))):
+        x = rng.normal(size=(2, h, w)).astype(np.float32)
+        got = np.asarray(ops.resize_bicubic(jnp.asarray(x), (oh, ow)))
+        for i in range(2):
+            ref = cv2.resize(x[i], (ow, oh), interpolation=cv2.INTER_CUBIC)
+            np.testing.assert_allclose(got[i], ref, atol=2e-6 * np.abs(ref).max())

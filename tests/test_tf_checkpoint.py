@@ -206,6 +206,10 @@ def test_gradnet_import_from_tf_layout(tmp_path):
     np.testing.assert_array_equal(params["template"]["params"]["conv3"]["kernel"],
                                   tensors["siamese/scala3_z/conv/weights"])
     np.testing.assert_allclose(params["search"]["batch_stats"]["bn1"]["var"], 1.0 + 1e-3 - 1e-6, rtol=1e-6)
+    # the official network was trained on BGR frames: conv1 takes RGB with its inputs reversed
+    for branch, scope in (("search", "scala1"), ("template", "scala1_z")):
+        np.testing.assert_array_equal(params[branch]["params"]["conv1"]["kernel"],
+                                      tensors[f"siamese/{scope}/conv/weights"][:, :, ::-1, :])
     assert params["update"]["conv"]["kernel"].shape == (3, 3, 256, 256)
     # a wrong shape names the key and both shapes
     tensors[f"{pre}/conv/weights"] = np.zeros((3, 3, 128, 256), np.float32)

@@ -128,15 +128,20 @@ def alexnet_from_siamfc_torch(state_dict: dict) -> dict:
     return {"params": params, "batch_stats": stats}
 
 
-def alexnet_from_tf_tensors(tensors: dict, scope: str, where: str, tf_bn_eps: float = 1e-3) -> dict:
+def alexnet_from_tf_tensors(tensors: dict, scope: str, where: str, tf_bn_eps: float = 1e-3,
+                            bgr_input: bool = False) -> dict:
     """SiamFC AlexNet flax variables from TensorFlow tensors named ``siamese/<scope><i>/...``
-    (GradNet's official layout: ``scope`` is ``"scala{}"`` or ``"scala{}_z"``)."""
+    (GradNet's official layout: ``scope`` is ``"scala{}"`` or ``"scala{}_z"``). ``bgr_input``:
+    the network was trained on BGR frames (``cv2.imread`` never converted), so conv1's input
+    channels are reversed to take jaxtrack's RGB frames."""
     params, stats = {}, {}
     for i, (name, (cout, k, _, g, has_bn)) in enumerate(LAYERS.items(), start=1):
         pre = f"siamese/{scope.format(i)}"
         take = lambda key, shape: take_checked(tensors, f"{pre}/{key}", shape, where)  # noqa: E731
-        params[name] = {"kernel": take("conv/weights", (k, k, IN_CHANNELS[name] // g, cout)),
-                        "bias": take("conv/biases", (cout,))}
+        kernel = take("conv/weights", (k, k, IN_CHANNELS[name] // g, cout))
+        if i == 1 and bgr_input:
+            kernel = np.ascontiguousarray(kernel[:, :, ::-1, :])
+        params[name] = {"kernel": kernel, "bias": take("conv/biases", (cout,))}
         if has_bn:
             params[f"bn{i}"] = {"scale": take("bn/gamma", (cout,)), "bias": take("bn/beta", (cout,))}
             # TF adds its eps (1e-3), flax's BN here 1e-6: fold the difference into the variance

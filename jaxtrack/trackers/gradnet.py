@@ -483,8 +483,9 @@ def params_from_tf_tensors(config: GradNetConfig, tensors: dict):
     update = {"conv": {"kernel": take("conv/weights", (3, 3, 256, 256)), "bias": take("conv/biases", (256,))},
               "bn": {"scale": take("bn/gamma", (256,)), "bias": take("bn/beta", (256,))}}
     stats = {"mean": take("bn/moving_mean", (256,)), "var": take("bn/moving_variance", (256,))}
-    params = {"search": alexnet_from_tf_tensors(tensors, "scala{}", where, BN_EPS),
-              "template": alexnet_from_tf_tensors(tensors, "scala{}_z", where, BN_EPS),
+    # the official tracker and training read frames with cv2.imread and never convert them
+    params = {"search": alexnet_from_tf_tensors(tensors, "scala{}", where, BN_EPS, bgr_input=True),
+              "template": alexnet_from_tf_tensors(tensors, "scala{}_z", where, BN_EPS, bgr_input=True),
               "update": update, "update_stats": stats}
     if config.unshared_deep:
         params["template0"] = params["template"]
