@@ -56,7 +56,7 @@ class TrackOutput(NamedTuple):
     box: Any              # float32 [4], xywh, 0-based continuous pixel coordinates
     score: Any            # float32 [], the tracker's confidence (peak response)
     lost: Any = False     # bool []: the target is judged lost on this frame
-    finite: Any = True    # bool []: every float in the new state, the box and the score is finite
+    finite: Any = True    # bool []: the new state holds no NaN and the box is finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +92,10 @@ def bind_config(fn, config):
 
 
 def all_finite(tree):
-    """True when every floating-point leaf of ``tree`` is finite (a jittable scalar)."""
+    """True when no floating-point leaf of ``tree`` holds a NaN (a jittable scalar). Infinities
+    are allowed: trackers use them as markers (GradNet's empty sample slots are ``-inf``)."""
     import jax
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+    leaves = [~jnp.any(jnp.isnan(x)) for x in jax.tree_util.tree_leaves(tree)
               if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
@@ -105,7 +106,7 @@ def with_health(track_step):
     def checked(*args):
         state, out = track_step(*args)
         out = out._replace(lost=jnp.asarray(out.lost, bool),
-                           finite=all_finite((state, out.box, out.score)))
+                           finite=all_finite(state) & jnp.all(jnp.isfinite(out.box)))
         return state, out
     checked.__name__ = checked.__qualname__ = track_step.__name__
     checked.__doc__ = track_step.__doc__

@@ -78,3 +78,15 @@ def test_bad_first_box_is_named():
         Sequence(name="bad", gt=np.tile([[500.0, 500.0, 10.0, 10.0]], (3, 1)), index_base=0, images=seq.images)
     with pytest.raises(ValueError, match="zero or negative size"):
         Sequence(name="bad", gt=np.tile([[5.0, 5.0, 0.0, 10.0]], (3, 1)), index_base=0, images=seq.images)
+
+
+def test_health_allows_infinite_markers_but_catches_nan():
+    """A state may use -inf as a marker (GradNet's empty sample slots): that is not a fault;
+    a NaN anywhere in the state, or a non-finite box, is."""
+    import jax.numpy as jnp
+    from jaxtrack.core import TrackOutput, all_finite, with_health
+    assert bool(all_finite({"scores": jnp.array([0.0, -jnp.inf]), "n": jnp.array(3)}))
+    assert not bool(all_finite({"scores": jnp.array([0.0, jnp.nan])}))
+    step = with_health(lambda state, frame: (state, TrackOutput(jnp.array([1.0, 2.0, 3.0, jnp.inf]), 0.5)))
+    _, out = step({"x": jnp.zeros(2)}, None)
+    assert not bool(out.finite) and out.lost.dtype == jnp.bool_
