@@ -166,11 +166,15 @@ def balanced_logistic_loss(logits, labels, neg_weight: float = 1.0):
 
 
 @functools.lru_cache(maxsize=64)
-def cubic_resize_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
+def cubic_resize_matrix(n_in: int, n_out: int, a: float = -0.75, align_corners: bool = False) -> np.ndarray:
     """[n_out, n_in] float32: resampling a length-``n_in`` signal to ``n_out`` samples with
-    OpenCV's ``INTER_CUBIC``: Keys' kernel with ``a = -0.75``, half-pixel centres, edge
-    samples repeated (cv2.resize's border rule)."""
-    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    Keys' cubic kernel (``a = -0.75``), edge samples repeated: OpenCV's ``INTER_CUBIC``
+    (half-pixel centres), or with ``align_corners`` PyTorch's ``bicubic, align_corners=True``
+    (the end samples map onto each other)."""
+    if align_corners:
+        src = np.arange(n_out) * ((n_in - 1) / max(n_out - 1, 1))
+    else:
+        src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
     i0 = np.floor(src).astype(int)
     t = src - i0
     m = np.zeros((n_out, n_in))
@@ -182,10 +186,11 @@ def cubic_resize_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def resize_bicubic(maps, out_hw):
-    """Bicubic resize of [..., h, w] maps exactly as ``cv2.resize(..., INTER_CUBIC)`` (as the
-    official SiamFC, GradNet and TADT upsample their responses): two small matmuls."""
+def resize_bicubic(maps, out_hw, align_corners: bool = False):
+    """Bicubic resize of [..., h, w] maps exactly as ``cv2.resize(..., INTER_CUBIC)`` (the
+    official SiamFC and GradNet), or PyTorch's ``align_corners=True`` bicubic (the official
+    TADT): two small matmuls."""
     h, w = maps.shape[-2:]
-    mh = jnp.asarray(cubic_resize_matrix(h, int(out_hw[0])))
-    mw = jnp.asarray(cubic_resize_matrix(w, int(out_hw[1])))
+    mh = jnp.asarray(cubic_resize_matrix(h, int(out_hw[0]), align_corners=align_corners))
+    mw = jnp.asarray(cubic_resize_matrix(w, int(out_hw[1]), align_corners=align_corners))
     return jnp.einsum("ai,...ij,bj->...ab", mh, maps, mw)

@@ -183,3 +183,9 @@ def test_resize_bicubic_is_cv2_inter_cubic():
         for i in range(2):
             ref = cv2.resize(x[i], (ow, oh), interpolation=cv2.INTER_CUBIC)
             np.testing.assert_allclose(got[i], ref, atol=2e-6 * np.abs(ref).max())
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(3, 45, 45)).astype(np.float32)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(x)[None], size=(360, 360), mode="bicubic",
+                                          align_corners=True)[0].numpy()
+    got = np.asarray(ops.resize_bicubic(jnp.asarray(x), (360, 360), align_corners=True))
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())    # torch weights in float32

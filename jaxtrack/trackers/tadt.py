@@ -434,7 +434,7 @@ def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
                               state.w_deep)
     resp, relative_peak = response_maps(config, state, feats)
     up = config.search_px
-    resp = ops.resize_bicubic(resp, (up, up))
+    resp = ops.resize_bicubic(resp, (up, up), align_corners=True)     # the official F.interpolate
     resp = resp + config.window_weight * jnp.asarray(ops.hann_window(up, normalize=False))
     sc = jnp.asarray(scales(config))
     best = jnp.argmax(jnp.max(resp, axis=(1, 2)) * jnp.asarray(config.scale_weights, jnp.float32))
