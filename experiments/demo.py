@@ -20,17 +20,17 @@ import numpy as np
 
 from jaxtrack import cli
 from jaxtrack.data.synthetic import make_sequence
+from jaxtrack.data.video import Mp4Writer, draw_boxes
 from jaxtrack.driver import JitTracker, run_sequence
 from jaxtrack.eval.metrics import sequence_metrics
 
 
+RED, GREEN = (255, 0, 0), (0, 255, 0)
+
+
 def draw(image, pred, gt):
-    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    for box, color in ((gt, (0, 0, 255)), (pred, (0, 255, 0))):
-        if np.all(np.isfinite(box)):
-            x, y, w, h = np.round(box).astype(int)
-            cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-    return out
+    """The RGB frame with the true (red) and predicted (green) boxes (jaxtrack.data.video)."""
+    return draw_boxes(image, [gt, pred], colors=[RED, GREEN])
 
 
 def write_outputs(seq, pred, out_dir):
@@ -41,16 +41,11 @@ def write_outputs(seq, pred, out_dir):
                          (255, 255, 255), 2) for i in picks]
     sheet = np.concatenate([np.concatenate(tiles[:4], 1), np.concatenate(tiles[4:], 1)], 0)
     png = os.path.join(out_dir, f"{seq.name}.png")
-    cv2.imwrite(png, sheet)
-    mp4 = os.path.join(out_dir, f"{seq.name}.mp4")
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(mp4, cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
-    if writer.isOpened():
+    cv2.imwrite(png, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    with Mp4Writer(os.path.join(out_dir, f"{seq.name}.mp4"), fps=25) as writer:
         for f in frames:
             writer.write(f)
-        writer.release()
-    else:
-        mp4 = None
+    mp4 = writer.close()                # the path, or None where no mp4v encoder opened
     return png, mp4
 
 
