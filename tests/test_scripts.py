@@ -68,3 +68,16 @@ def test_bench_compile_reports_compile_and_frame_times(tmp_path, run_script):
     run_script("bench_compile", "--trackers", "siamfc:mobilenet_v2", "--frames", "3", "--no-warm", "--out", out)
     row = json.loads(out.read_text())["rows"][0]
     assert row["compile_init_s"] > 0 and row["compile_track_step_s"] > 0 and row["fps"] > 0
+
+
+def test_the_jaxtrack_command_lists_every_subcommand_with_an_example(capsys):
+    from jaxtrack import cli
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    top = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in top
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        text = capsys.readouterr().out
+        assert f"jaxtrack {name} " in text, f"jaxtrack {name} --help shows no example"
