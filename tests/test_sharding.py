@@ -140,6 +140,7 @@ def _train_1_and_4(tmp_path, script, base, pool_glob):
     return log("d1"), log("d4")
 
 
+@pytest.mark.slow   # the SiamFC and GradNet cases check the same data-parallel step in the default suite
 def test_data_parallel_iounet_training_4_devices_matches_1(tmp_path):
     """IoU-Net (BatchNorm in training mode: the batch statistics span all 4 shards).
 

@@ -230,6 +230,7 @@ def test_first_boxes_drawn_in_a_window(monkeypatch):
 
     monkeypatch.setattr(track, "_interactive_backend", lambda: "agg")
     monkeypatch.setattr(plt, "show", user)
+    plt.close("all")                              # figures other tests left open
     boxes = track.select_boxes(np.zeros((40, 60, 3), np.uint8), "clip.mp4 frame 0")
     np.testing.assert_allclose(boxes, [[10, 5, 20, 20], [40, 10, 10, 20]], atol=1e-6)
     assert not plt.get_fignums()                  # Enter closed the window
