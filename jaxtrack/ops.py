@@ -79,6 +79,89 @@ def crop_pyramid(image, size, center, side, scales, out_size: int, fill, supersa
         jnp.asarray(scales, jnp.float32))
 
 
+def cv2_linear_taps(n_in, out_size: int, clamp_weights: bool = True):
+    """OpenCV's ``INTER_LINEAR`` taps for resizing ``n_in`` samples to ``out_size``, as its
+    fixed-point path for 8-bit images computes them: indices (2, out_size) int32 into
+    ``[0, n_in)`` and weights (2, out_size) int32 in units of 1/2048.
+
+    The source coordinate of output sample ``d`` is ``(d + 0.5) * n_in / out_size - 0.5``,
+    rounded to float32 (OpenCV's ``(float)`` of a double; computed here in integers),
+    split into ``floor`` and a fraction ``f``; the weights are ``round(2048 * (1 - f))`` and
+    ``round(2048 * f)``. Beyond the ends the indices repeat the edge sample; along x
+    (``clamp_weights``) OpenCV also sets ``f = 0`` there, along y it keeps the fraction (both
+    taps then read the same row). ``n_in`` may be traced. Equal to OpenCV's taps for odd
+    ``out_size`` up to 255 (checked for every ``n_in`` below 3000 and a few up to 12000).
+    """
+    n = jnp.maximum(jnp.asarray(n_in, jnp.int32), 1)
+    d = jnp.arange(out_size, dtype=jnp.int32)
+    # v = num / den exactly in integers (XLA:CPU's vectorised float32 division is not
+    # correctly rounded, and OpenCV's weights depend on the last bits of v for large v)
+    den = 2 * out_size
+    num = (2 * d + 1) * n - out_size
+    i0 = jnp.floor_divide(num, den)
+    rem = num - i0 * den                                  # 0 <= rem < den
+    # the fraction rounded to float32's grid at v's magnitude: 2^-(23 - e) for v in
+    # [2^e, 2^(e+1)); finer grids (small v) are capped where rem * 2^p still fits int32,
+    # which changes no weight: round(2048 f) is then at least 1/(2 out) from a tie
+    p_cap = min(22, 30 - int(np.ceil(np.log2(den))))
+    e = 31 - lax.clz(jnp.maximum(i0, 1))
+    p = jnp.minimum(23 - e, p_cap)
+    scaled = rem << p
+    q = scaled // den
+    r = scaled - q * den
+    q = q + ((2 * r > den) | ((2 * r == den) & (q % 2 == 1))).astype(jnp.int32)   # half to even
+    carry = q >= (1 << p)
+    i0 = jnp.where(carry, i0 + 1, i0)
+    q = jnp.where(carry, 0, q)
+    two_to_minus_p = lax.bitcast_convert_type((127 - p) << 23, jnp.float32)      # exact 2^-p
+    f = q.astype(jnp.float32) * two_to_minus_p
+    w0 = jnp.round((1.0 - f) * 2048.0).astype(jnp.int32)       # round half to even, as cvRound
+    w1 = jnp.round(f * 2048.0).astype(jnp.int32)
+    if clamp_weights:
+        edge = (i0 < 0) | (i0 >= n - 1)
+        w0, w1 = jnp.where(edge, 2048, w0), jnp.where(edge, 0, w1)
+        i0 = jnp.clip(i0, 0, n - 1)
+    idx = jnp.stack([jnp.clip(i0, 0, n - 1), jnp.clip(i0 + 1, 0, n - 1)])
+    return idx, jnp.stack([w0, w1])
+
+
+def crop_patch_rounded(image, size, center, side, out_size: int, fill):
+    """siamfc-pytorch's ``ops.crop_and_resize`` with jaxtrack arguments: the crop window is
+    rounded to whole pixels and resized as OpenCV resizes 8-bit images.
+
+    The side is rounded (``round(side)``, half to even), the top-left corner is
+    ``round(c - (side - 1) / 2)`` in pixel-index coordinates (``c = center - 0.5``), pixels
+    outside the image take ``round(fill)`` (``cv2.copyMakeBorder`` of a uint8 image), and the
+    ``side x side`` window is resized to ``out_size`` with ``cv2.resize(INTER_LINEAR)``'s
+    fixed-point arithmetic (:func:`cv2_linear_taps`, then the vertical pass of its SIMD
+    path: ``((b0 * (S0 >> 4)) >> 16) + ((b1 * (S1 >> 4)) >> 16) + 2) >> 2``), so the patch
+    holds the integers OpenCV returns (bit-exact against opencv-python 5.1 on x86). Compare
+    :func:`crop_patch`: continuous, bilinear at the exact position, float.
+
+    image: [H, W, C] uint8 or integer-valued (may be a padded frame), size: (h, w) true
+    size, center: (cx, cy) continuous, side: scalar. Returns float32 [out_size, out_size, C].
+    """
+    side = jnp.round(jnp.asarray(side, jnp.float32))
+    c = jnp.asarray(center, jnp.float32) - 0.5
+    corner = jnp.round(c - (side - 1.0) / 2.0).astype(jnp.int32)  # (left, top)
+    n = side.astype(jnp.int32)
+    xi, xw = cv2_linear_taps(n, out_size, clamp_weights=True)
+    yi, yw = cv2_linear_taps(n, out_size, clamp_weights=False)
+    xs, ys = corner[0] + xi, corner[1] + yi                       # (2, out) image indices
+    hb, wb = image.shape[:2]
+    img = jnp.round(image.astype(jnp.float32)).astype(jnp.int32)
+    fill = jnp.clip(jnp.round(jnp.asarray(fill, jnp.float32)), 0, 255).astype(jnp.int32)
+    pix = jnp.take(img, jnp.clip(ys, 0, hb - 1), axis=0)          # (2, out, W, C)
+    pix = jnp.take(pix, jnp.clip(xs, 0, wb - 1), axis=2)          # (2, out, 2, out, C)
+    inside = (((ys >= 0) & (ys < size[0]))[:, :, None, None]
+              & ((xs >= 0) & (xs < size[1]))[None, None, :, :])
+    pix = jnp.where(inside[..., None], pix, fill)
+    rows = xw[0][None, None, :, None] * pix[:, :, 0] + xw[1][None, None, :, None] * pix[:, :, 1]
+    rows = rows >> 4                                               # (2, out, out, C)
+    out = ((yw[0][:, None, None] * rows[0]) >> 16) + ((yw[1][:, None, None] * rows[1]) >> 16)
+    return jnp.clip((out + 2) >> 2, 0, 255).astype(jnp.float32)
+
+
 def scale_factors(num_scales: int, step: float) -> np.ndarray:
     """Search-scale pyramid ``step ** [-(n//2) .. n//2]`` as SiamFC uses (static numpy)."""
     return step ** np.linspace(-(num_scales // 2), num_scales // 2, num_scales)

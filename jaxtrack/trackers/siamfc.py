@@ -23,6 +23,10 @@ from jaxtrack.core import Frame, TrackOutput
 
 # backbone -> its module options: the frozen ImageNet MobileNetV2 to features.13 at stride 8
 BACKBONES = {"alexnet": {}, "mobilenet_v2": dict(last_block=13, dilate_after_stride8=True)}
+# crop: "continuous" (ops.crop_patch: bilinear at the exact position, float) or "rounded"
+# (ops.crop_patch_rounded: siamfc-pytorch's crop_and_resize, a whole-pixel window resized
+# as OpenCV resizes uint8 images)
+CROPS = ("continuous", "rounded")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +47,21 @@ class SiamFCConfig:
     template_crop: int = 8             # mobilenet_v2: centre crop of the 16x16 template map
     min_size: float = 4.0              # box size clamp (pixels), pysot-style robustness
     supersample: int = 1               # anti-aliasing taps per output pixel when cropping
+    crop: str = "continuous"           # "continuous" | "rounded" (siamfc-pytorch's crops), CROPS
+    # True: size >= min_size and centre inside the image (pysot-style robustness);
+    # False: siamfc-pytorch (no clamp; the crop sides follow the scale step exactly)
+    clamp_box: bool = True
     # lost: the peak's probability (sigmoid) below lost_ratio x its mean over the first frames
     lost_ratio: float = 0.5
     lost_reference_frames: int = 5
 
     def __post_init__(self):
         models.check_backbone("siamfc", self.backbone, BACKBONES)
+        if self.crop not in CROPS:
+            raise ValueError(f"SiamFC crop must be one of {CROPS}, got {self.crop!r}")
+        if self.crop == "rounded" and self.supersample != 1:
+            raise ValueError("SiamFC crop='rounded' (siamfc-pytorch's crops) takes no supersample; "
+                             f"got supersample={self.supersample}")
 
 
 Config = SiamFCConfig
@@ -125,6 +138,14 @@ def exemplar_side(config, target_size):
     return jnp.sqrt(jnp.prod(target_size + context))
 
 
+def crop_rounded(config: SiamFCConfig, frame: Frame, center, sides, out_size: int, fill):
+    """``config.crop == "rounded"``: siamfc-pytorch's crops at each of ``sides`` ([S] or a
+    scalar), [S, out, out, 3] (or [out, out, 3])."""
+    one = lambda side: ops.crop_patch_rounded(frame.image, frame.size, center, side, out_size, fill)  # noqa: E731
+    sides = jnp.asarray(sides, jnp.float32)
+    return one(sides) if sides.ndim == 0 else jax.vmap(one)(sides)
+
+
 def init(config: SiamFCConfig, params, frame: Frame, box, key=None) -> SiamFCState:
     """Start tracking ``box`` (xywh) in ``frame``; ``key`` is unused (SiamFC is deterministic)."""
     del key
@@ -134,8 +155,11 @@ def init(config: SiamFCConfig, params, frame: Frame, box, key=None) -> SiamFCSta
     z_side = exemplar_side(config, target_size)
     x_side = z_side * config.instance_size / config.exemplar_size
     fill = ops.valid_mean_color(frame.image, frame.size)
-    z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill,
-                       config.supersample)
+    if config.crop == "rounded":
+        z = crop_rounded(config, frame, center, z_side, config.exemplar_size, fill)
+    else:
+        z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill,
+                           config.supersample)
     feats, _ = embed(config, params, z[None])
     return SiamFCState(center, target_size, z_side, x_side, fill,
                        template_features(config, feats), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
@@ -143,8 +167,12 @@ def init(config: SiamFCConfig, params, frame: Frame, box, key=None) -> SiamFCSta
 
 def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
     scales = jnp.asarray(ops.scale_factors(config.num_scales, config.scale_step), jnp.float32)
-    x = ops.crop_pyramid(frame.image, frame.size, state.center, state.x_side, scales,
-                         config.instance_size, state.fill, config.supersample)
+    if config.crop == "rounded":
+        x = crop_rounded(config, frame, state.center, state.x_side * scales, config.instance_size,
+                         state.fill)
+    else:
+        x = ops.crop_pyramid(frame.image, frame.size, state.center, state.x_side, scales,
+                             config.instance_size, state.fill, config.supersample)
     feats, _ = embed(config, params, x)
     responses = score(config, params, state.kernel, feats)                 # [S, R, R]
     r = responses.shape[-1]
@@ -166,11 +194,16 @@ def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
     disp = disp * state.x_side * scales[best] / config.instance_size       # in image pixels
 
     height, width = frame.size[0].astype(jnp.float32), frame.size[1].astype(jnp.float32)
-    center = jnp.clip(state.center + disp, 0.0, jnp.stack([width, height]))
     scale = (1 - config.scale_lr) + config.scale_lr * scales[best]
-    target_size = jnp.clip(state.target_size * scale, config.min_size, jnp.stack([width, height]))
-    # the crop sides follow the box, as siamfc-pytorch scales z_sz and x_sz with it
-    actual = jnp.sqrt(jnp.prod(target_size) / jnp.prod(state.target_size))
+    if config.clamp_box:
+        center = jnp.clip(state.center + disp, 0.0, jnp.stack([width, height]))
+        target_size = jnp.clip(state.target_size * scale, config.min_size, jnp.stack([width, height]))
+        # the crop sides follow the box, as siamfc-pytorch scales z_sz and x_sz with it
+        actual = jnp.sqrt(jnp.prod(target_size) / jnp.prod(state.target_size))
+    else:                                   # siamfc-pytorch: no clamp
+        center = state.center + disp
+        target_size = state.target_size * scale
+        actual = scale
     lost, peak_sum = online.low_peak(state.frame_index + 1, jax.nn.sigmoid(peak), state.peak_sum,
                                      config.lost_reference_frames, config.lost_ratio)
     state = state._replace(center=center, target_size=target_size,
