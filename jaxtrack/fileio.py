@@ -12,6 +12,18 @@ import os
 import tempfile
 
 
+def read_bytes(path, what: str, error: type, missing: type | None = None) -> bytes:
+    """The bytes of ``path``; ``missing`` (default ``error``) when it does not exist and
+    ``error`` when it cannot be read, both naming the file and ``what`` it is."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise (missing or error)(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "w", **kwargs):
     """Context manager yielding a file object; the file appears at ``path`` only on success."""

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from jaxtrack import boxes as boxes_lib
+from jaxtrack import fileio
 from jaxtrack.errors import DatasetError, FrameError  # FrameError: also jaxtrack.data's
 
 
@@ -36,14 +37,7 @@ def _to_rgb(img: np.ndarray) -> np.ndarray:
 def read_image(path: str) -> np.ndarray:
     """Reads an image file as uint8 RGB HxWx3; raises ``FrameError`` naming the file when it
     is missing, cannot be decoded, or is a truncated JPEG (which decoders fill with grey)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise FrameError(f"{path}: frame file not found") from None
-    except OSError as e:
-        raise FrameError(f"{path}: cannot read the frame ({e.strerror})") from None
-    return decode_image(data, path)
+    return decode_image(fileio.read_bytes(path, "frame file", FrameError), path)
 
 
 def decode_image(data: bytes, where: str = "image bytes") -> np.ndarray:

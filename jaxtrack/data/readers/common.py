@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from jaxtrack import boxes as boxes_lib
+from jaxtrack import fileio
 from jaxtrack.data.sequence import Sequence
 from jaxtrack.errors import DatasetError, DatasetNotFoundError
 
@@ -42,13 +43,7 @@ def list_frames(folder: str) -> list[str]:
 
 def read_text(path: str, what: str = "file") -> str:
     """A dataset text file as str (UTF-8, a BOM allowed, any line ends), or a named error."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DatasetNotFoundError(f"{path}: {what} not found") from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    data = fileio.read_bytes(path, what, DatasetError, DatasetNotFoundError)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
