@@ -53,7 +53,7 @@ def prroi_pool(features, boxes, out_size, spatial_scale: float):
         wy = bin_weights(y1, y2, oh, h)
         wx = bin_weights(x1, x2, ow, w)
         area = (y2 - y1) / oh * (x2 - x1) / ow
-        ok = area > 0
+        ok = (x2 > x1) & (y2 > y1)      # the kernel clamps each side at 0: inverted boxes pool 0
         pooled = jnp.einsum("ph,hwc,qw->pqc", wy, features, wx)
         return jnp.where(ok, pooled / jnp.where(ok, area, 1.0), 0.0)
 

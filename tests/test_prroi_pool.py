@@ -102,3 +102,13 @@ def test_jit_vmap_batch():
     assert got.shape == (2, 4, 3, 3, 3)
     for i in range(2):
         np.testing.assert_allclose(got[i], prroi_pool(f[i], b[i], 3, 1 / 8), atol=1e-5)
+
+
+def test_inverted_boxes_pool_zero_like_the_kernel():
+    """PreciseRoIPooling clamps each side at 0: a box inverted on one or both axes pools 0 and
+    passes no gradient (a product of two negative lengths is not an area)."""
+    f = jnp.asarray(np.random.default_rng(4).standard_normal((9, 9, 2)), jnp.float32)
+    inverted = jnp.asarray([[50.2, 44.9, 10.4, 12.7], [10.4, 44.9, 50.2, 12.7], [50.2, 12.7, 10.4, 44.9]])
+    assert float(jnp.max(jnp.abs(prroi_pool(f, inverted, 3, 1 / 8)))) == 0.0
+    g = jax.grad(lambda bb: prroi_pool(f, bb, 3, 1 / 8).sum())(inverted)
+    assert float(jnp.max(jnp.abs(g))) == 0.0
