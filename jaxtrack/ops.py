@@ -79,50 +79,97 @@ def crop_pyramid(image, size, center, side, scales, out_size: int, fill, supersa
         jnp.asarray(scales, jnp.float32))
 
 
-def cv2_linear_taps(n_in, out_size: int, clamp_weights: bool = True):
-    """OpenCV's ``INTER_LINEAR`` taps for resizing ``n_in`` samples to ``out_size``, as its
-    fixed-point path for 8-bit images computes them: indices (2, out_size) int32 into
-    ``[0, n_in)`` and weights (2, out_size) int32 in units of 1/2048.
+def f32_quotient(num, den):
+    """``num / den`` rounded to the nearest float32 (ties to even), exactly, from int32
+    ``num`` and ``den > 0`` (|num| / den < 2^24).
 
-    The source coordinate of output sample ``d`` is ``(d + 0.5) * n_in / out_size - 0.5``,
-    rounded to float32 (OpenCV's ``(float)`` of a double; computed here in integers),
-    split into ``floor`` and a fraction ``f``; the weights are ``round(2048 * (1 - f))`` and
-    ``round(2048 * f)``. Beyond the ends the indices repeat the edge sample; along x
-    (``clamp_weights``) OpenCV also sets ``f = 0`` there, along y it keeps the fraction (both
-    taps then read the same row). ``n_in`` may be traced. Equal to OpenCV's taps for odd
-    ``out_size`` up to 255 (checked for every ``n_in`` below 3000 and a few up to 12000).
+    XLA:CPU's float32 division is not correctly rounded (often one ulp off), and OpenCV's
+    resize positions are double values cast to float: its fixed-point weights flip on that
+    ulp. So the quotient is found by integer long division: 24 significant bits, then the
+    guard bit and the remainder decide the rounding.
     """
-    n = jnp.maximum(jnp.asarray(n_in, jnp.int32), 1)
-    d = jnp.arange(out_size, dtype=jnp.int32)
-    # v = num / den exactly in integers (XLA:CPU's vectorised float32 division is not
-    # correctly rounded, and OpenCV's weights depend on the last bits of v for large v)
-    den = 2 * out_size
-    num = (2 * d + 1) * n - out_size
-    i0 = jnp.floor_divide(num, den)
-    rem = num - i0 * den                                  # 0 <= rem < den
-    # the fraction rounded to float32's grid at v's magnitude: 2^-(23 - e) for v in
-    # [2^e, 2^(e+1)); finer grids (small v) are capped where rem * 2^p still fits int32,
-    # which changes no weight: round(2048 f) is then at least 1/(2 out) from a tie
-    p_cap = min(22, 30 - int(np.ceil(np.log2(den))))
-    e = 31 - lax.clz(jnp.maximum(i0, 1))
-    p = jnp.minimum(23 - e, p_cap)
-    scaled = rem << p
-    q = scaled // den
-    r = scaled - q * den
-    q = q + ((2 * r > den) | ((2 * r == den) & (q % 2 == 1))).astype(jnp.int32)   # half to even
-    carry = q >= (1 << p)
-    i0 = jnp.where(carry, i0 + 1, i0)
-    q = jnp.where(carry, 0, q)
-    two_to_minus_p = lax.bitcast_convert_type((127 - p) << 23, jnp.float32)      # exact 2^-p
-    f = q.astype(jnp.float32) * two_to_minus_p
-    w0 = jnp.round((1.0 - f) * 2048.0).astype(jnp.int32)       # round half to even, as cvRound
-    w1 = jnp.round(f * 2048.0).astype(jnp.int32)
+    num, den = jnp.asarray(num, jnp.int32), jnp.asarray(den, jnp.int32)
+    neg = num < 0
+    a = jnp.abs(num)
+    q = a // den
+    r = a - q * den
+    nbits = 32 - lax.clz(q)                                      # significant bits so far
+
+    def body(_, carry):
+        m, nbits, fbits, r = carry
+        more = nbits < 24
+        r2 = 2 * r
+        b = (r2 >= den).astype(jnp.int32)
+        m = jnp.where(more, 2 * m + b, m)
+        r = jnp.where(more, r2 - b * den, r)
+        fbits = fbits + more.astype(jnp.int32)
+        nbits = nbits + (more & ((nbits > 0) | (b > 0))).astype(jnp.int32)
+        return m, nbits, fbits, r
+
+    m, _, fbits, r = lax.fori_loop(0, 48, body, (q, nbits, jnp.zeros_like(q), r))
+    r2 = 2 * r
+    guard = r2 >= den
+    sticky = (r2 - guard.astype(jnp.int32) * den) > 0
+    m = m + (guard & (sticky | (m % 2 == 1))).astype(jnp.int32)
+    v = jnp.ldexp(m.astype(jnp.float32), -fbits)
+    return jnp.where(neg, -v, v)
+
+
+def cv2_linear_taps(n_in, n_out, out_index, clamp_weights: bool):
+    """``cv2.resize(INTER_LINEAR)``'s taps for output samples ``out_index`` of an
+    ``n_in -> n_out`` resize of 8-bit images (either size may be traced): (i0, i1, w0, w1),
+    indices into ``[0, n_in)`` and weights in units of 1/2048, each shaped as ``out_index``.
+
+    The source position ``(d + 0.5) n_in / n_out - 0.5`` is rounded to float32 (OpenCV's
+    ``(float)`` of a double, :func:`f32_quotient`) and split into ``floor`` and a fraction
+    ``f``; the weights are ``round(2048 (1 - f))`` and ``round(2048 f)``. Beyond the ends the
+    indices repeat the edge sample; along x (``clamp_weights``) OpenCV also sets ``f = 0``
+    there, along y it keeps the fraction (its ``resizeGeneric`` tables).
+    """
+    n_in = jnp.maximum(jnp.asarray(n_in, jnp.int32), 1)
+    n_out = jnp.asarray(n_out, jnp.int32)
+    fx = f32_quotient((2 * jnp.asarray(out_index, jnp.int32) + 1) * n_in - n_out, 2 * n_out)
+    sx = jnp.floor(fx)
+    fx = fx - sx
+    last = (n_in - 1).astype(jnp.float32)
     if clamp_weights:
-        edge = (i0 < 0) | (i0 >= n - 1)
-        w0, w1 = jnp.where(edge, 2048, w0), jnp.where(edge, 0, w1)
-        i0 = jnp.clip(i0, 0, n - 1)
-    idx = jnp.stack([jnp.clip(i0, 0, n - 1), jnp.clip(i0 + 1, 0, n - 1)])
-    return idx, jnp.stack([w0, w1])
+        fx = jnp.where((sx < 0) | (sx >= last), 0.0, fx)
+    w0 = jnp.round((1.0 - fx) * 2048.0).astype(jnp.int32)      # round half to even, as cvRound
+    w1 = jnp.round(fx * 2048.0).astype(jnp.int32)
+    i0 = jnp.clip(sx, 0, last).astype(jnp.int32)
+    i1 = jnp.clip(sx + 1, 0, last).astype(jnp.int32)
+    return i0, i1, w0, w1
+
+
+def cv2_vertical(s0, s1, b0, b1):
+    """OpenCV's vertical pass for uint8 (``VResizeLinearVec_32s8u``): the 16-bit high
+    products of the horizontal sums ``s`` (weights in 1/2048) with ``b``, then ``(v + 2) >> 2``."""
+    v = (((s0 >> 4) * b0) >> 16) + (((s1 >> 4) * b1) >> 16)
+    return jnp.clip((v + 2) >> 2, 0, 255)
+
+
+def cv2_resize_window(image, valid_hw, origin_xy, n_src, n_dst, count: int, fill):
+    """``cv2.resize(window, (n_dst, n_dst), INTER_LINEAR)`` of the ``n_src`` square window at
+    ``origin_xy`` (x, y) of ``image`` [H, W, C] int32, pixels outside ``valid_hw`` (h, w)
+    taking ``fill`` (int32, per channel): the first ``count`` rows and columns of the result
+    (``count`` static; both sizes may be traced), int32, bit for bit OpenCV's fixed-point path."""
+    d = jnp.arange(count, dtype=jnp.int32)
+    xi0, xi1, a0, a1 = cv2_linear_taps(n_src, n_dst, d, clamp_weights=True)
+    yi0, yi1, b0, b1 = cv2_linear_taps(n_src, n_dst, d, clamp_weights=False)
+    hb, wb = image.shape[:2]
+
+    def pixels(yi, xi):
+        ys, xs = origin_xy[1] + yi, origin_xy[0] + xi
+        rows = jnp.take(image, jnp.clip(ys, 0, hb - 1), axis=0)
+        vals = jnp.take(rows, jnp.clip(xs, 0, wb - 1), axis=1)
+        inside = (((ys >= 0) & (ys < valid_hw[0]))[:, None]
+                  & ((xs >= 0) & (xs < valid_hw[1]))[None, :])
+        return jnp.where(inside[..., None], vals, fill)
+
+    def horizontal(yi):
+        return pixels(yi, xi0) * a0[None, :, None] + pixels(yi, xi1) * a1[None, :, None]
+
+    return cv2_vertical(horizontal(yi0), horizontal(yi1), b0[:, None, None], b1[:, None, None])
 
 
 def crop_patch_rounded(image, size, center, side, out_size: int, fill):
@@ -132,11 +179,9 @@ def crop_patch_rounded(image, size, center, side, out_size: int, fill):
     The side is rounded (``round(side)``, half to even), the top-left corner is
     ``round(c - (side - 1) / 2)`` in pixel-index coordinates (``c = center - 0.5``), pixels
     outside the image take ``round(fill)`` (``cv2.copyMakeBorder`` of a uint8 image), and the
-    ``side x side`` window is resized to ``out_size`` with ``cv2.resize(INTER_LINEAR)``'s
-    fixed-point arithmetic (:func:`cv2_linear_taps`, then the vertical pass of its SIMD
-    path: ``((b0 * (S0 >> 4)) >> 16) + ((b1 * (S1 >> 4)) >> 16) + 2) >> 2``), so the patch
-    holds the integers OpenCV returns (bit-exact against opencv-python 5.1 on x86). Compare
-    :func:`crop_patch`: continuous, bilinear at the exact position, float.
+    ``side x side`` window is resized to ``out_size`` by :func:`cv2_resize_window`, so the
+    patch holds the integers OpenCV returns (bit-exact against opencv-python 5.1 on x86).
+    Compare :func:`crop_patch`: continuous, bilinear at the exact position, float.
 
     image: [H, W, C] uint8 or integer-valued (may be a padded frame), size: (h, w) true
     size, center: (cx, cy) continuous, side: scalar. Returns float32 [out_size, out_size, C].
@@ -144,22 +189,10 @@ def crop_patch_rounded(image, size, center, side, out_size: int, fill):
     side = jnp.round(jnp.asarray(side, jnp.float32))
     c = jnp.asarray(center, jnp.float32) - 0.5
     corner = jnp.round(c - (side - 1.0) / 2.0).astype(jnp.int32)  # (left, top)
-    n = side.astype(jnp.int32)
-    xi, xw = cv2_linear_taps(n, out_size, clamp_weights=True)
-    yi, yw = cv2_linear_taps(n, out_size, clamp_weights=False)
-    xs, ys = corner[0] + xi, corner[1] + yi                       # (2, out) image indices
-    hb, wb = image.shape[:2]
     img = jnp.round(image.astype(jnp.float32)).astype(jnp.int32)
     fill = jnp.clip(jnp.round(jnp.asarray(fill, jnp.float32)), 0, 255).astype(jnp.int32)
-    pix = jnp.take(img, jnp.clip(ys, 0, hb - 1), axis=0)          # (2, out, W, C)
-    pix = jnp.take(pix, jnp.clip(xs, 0, wb - 1), axis=2)          # (2, out, 2, out, C)
-    inside = (((ys >= 0) & (ys < size[0]))[:, :, None, None]
-              & ((xs >= 0) & (xs < size[1]))[None, None, :, :])
-    pix = jnp.where(inside[..., None], pix, fill)
-    rows = xw[0][None, None, :, None] * pix[:, :, 0] + xw[1][None, None, :, None] * pix[:, :, 1]
-    rows = rows >> 4                                               # (2, out, out, C)
-    out = ((yw[0][:, None, None] * rows[0]) >> 16) + ((yw[1][:, None, None] * rows[1]) >> 16)
-    return jnp.clip((out + 2) >> 2, 0, 255).astype(jnp.float32)
+    out = cv2_resize_window(img, size, corner, side.astype(jnp.int32), out_size, out_size, fill)
+    return out.astype(jnp.float32)
 
 
 def scale_factors(num_scales: int, step: float) -> np.ndarray:
