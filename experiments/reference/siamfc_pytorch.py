@@ -56,7 +56,6 @@ Run-time shims (the reference's files are not modified; none changes a value it 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -65,6 +64,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from jaxtrack_harness import agreement, compact_json, first_frames, fps, rel
 
 REFERENCE_COMMIT = "3957205"
 
@@ -247,12 +248,6 @@ def jax_components(config, params, state, frame, crops=None) -> dict:
             "scale_id": best, "loc": np.asarray(loc)}
 
 
-def rel(a, b) -> float:
-    """Largest absolute difference over the largest absolute reference value."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
-
-
 def compare_components(tracker_by_mode: dict, seq, ref: dict, arrays: dict) -> dict:
     """Per component and crop mode ("continuous", "rounded", "reference crops"): the largest
     relative difference over the component frames; crops also in grey levels."""
@@ -322,13 +317,6 @@ def compare_components(tracker_by_mode: dict, seq, ref: dict, arrays: dict) -> d
     return rows
 
 
-def first_frames(seq, n: int):
-    """The first ``n`` frames of a sequence (on disk or in memory)."""
-    if seq.images is not None:
-        return dataclasses.replace(seq, gt=seq.gt[:n], images=seq.images[:n])
-    return dataclasses.replace(seq, gt=seq.gt[:n], frame_paths=seq.frame_paths[:n])
-
-
 def track_both(tracker, seq, ref_boxes_1based, warmup: bool = False):
     """jaxtrack's boxes (0-based) and times on ``seq``; with the agreement with the reference."""
     from jaxtrack import boxes as bx
@@ -339,22 +327,6 @@ def track_both(tracker, seq, ref_boxes_1based, warmup: bool = False):
     res = run_sequence(jt, seq)
     ref0 = bx.from_dataset(np.asarray(ref_boxes_1based), 1)
     return res, agreement(res.boxes, ref0)
-
-
-def agreement(ours, ref0) -> dict:
-    from jaxtrack import boxes as bx
-    diff = np.max(np.abs(ours - ref0), axis=1)
-    over = np.nonzero(diff > 1.0)[0]
-    return {"frames": int(len(diff)), "max_px": float(diff.max()), "mean_px": float(diff.mean()),
-            "first_frame_over_1px": int(over[0]) if len(over) else None,
-            "frames_over_1px": int(len(over)), "frames_over_0.5px": int(np.sum(diff > 0.5)),
-            "mean_iou": float(np.mean(bx.iou(ours, ref0))),
-            "max_center_px": float(np.max(bx.center_error(ours, ref0)))}
-
-
-def fps(times) -> float:
-    t = np.asarray(times, np.float64)[1:]
-    return float(len(t) / t.sum())
 
 
 # --------------------------------------------------------------------------- main
@@ -487,14 +459,6 @@ def print_report(report):
     ref_fps = report["speed_fps"]["siamfc-pytorch"]
     for label, v in report["speed_fps"].items():
         print(f"  {label}: {v:.2f} FPS ({v / ref_fps:.2f}x siamfc-pytorch)")
-
-
-def compact_json(obj) -> str:
-    """JSON with one line per list of numbers (boxes, layer rows)."""
-    import re
-    text = json.dumps(obj, indent=1)
-    return re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
-                  text)
 
 
 def write_fixtures(folder, spec, weights, syn, seq, ref, arrays, args):

@@ -35,6 +35,9 @@ VARIANTS = frozen({
     "updated_map_only": {"grad_influence": 1.0},
     "updated_map_only_no_update": {"grad_influence": 1.0, "online_update": False},
     "alexnet": {"backbone": "alexnet"},                     # the paper's network (official TF checkpoint)
+    # GradNet-Tensorflow's track.py arithmetic (docs/fidelity_gradnet.md)
+    "official": {"backbone": "alexnet", "crop": "official", "centre_cell": "floor", "round_side": True,
+                 "official_refind": True, "clamp_box": False},
     "tiny": {"instance_size": 191, "response_up": 4, "num_samples": 2, "update_interval": 2,
              "threshold_frames": 2, "no_window_after": 3, "rescue_before": 4},
 })

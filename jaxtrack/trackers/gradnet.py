@@ -9,6 +9,8 @@ Defaults: the official TensorFlow release (LPXTT/GradNet-Tensorflow, ``track.py`
 
 Backbones: ``alexnet`` (the paper's network; :func:`params_from_tf_checkpoint` reads the
 official checkpoint) and ``mobilenet_v2`` (the stand-in, built on SiamFC's trained head).
+``--variant official`` (alexnet, the official crops and arithmetic) computes what the official
+``track.py`` computes (docs/fidelity_gradnet.md).
 Boxes are jaxtrack ``xywh``. Design notes: docs/trackers/gradnet.md.
 """
 from __future__ import annotations
@@ -68,9 +70,21 @@ class GradNetConfig:
     min_size: float = 4.0              # box size clamp (pixels)
     min_side_ratio: float = 0.2        # official minSx / maxSx
     max_side_ratio: float = 5.0
+    # the official track.py's arithmetic, each on its own (docs/fidelity_gradnet.md); the
+    # defaults keep jaxtrack's continuous geometry
+    crop: str = "continuous"           # "official": its whole-pixel cv2 crops and two-stage pyramid (G16)
+    centre_cell: str = "exact"         # "floor": displacement from map cell up // 2, official int(up/2) (G14)
+    round_side: bool = False           # G15: displacement with round(sx), official trackerEval(round(sx))
+    official_refind: bool = False      # G17: the re-search compounds on the first search's update,
+                                       # around the official image centre, triggered on the rounded box
+    clamp_box: bool = True             # G18: False: centre and size unclamped (official)
 
     def __post_init__(self):
         models.check_backbone("gradnet", self.backbone, BACKBONES)
+        if self.crop not in ("continuous", "official"):
+            raise ValueError(f"crop must be 'continuous' or 'official', not {self.crop!r}")
+        if self.centre_cell not in ("exact", "floor"):
+            raise ValueError(f"centre_cell must be 'exact' or 'floor', not {self.centre_cell!r}")
 
 
 Config = GradNetConfig
@@ -213,6 +227,16 @@ def update_subnet(config: GradNetConfig, params, u, train: bool = False):
     return jnp.tanh(y), {"mean": mean, "var": var}
 
 
+def inner_gradient(config: GradNetConfig, params, h, x, labels, weights):
+    """dL0/dh: the gradient of each template's inner loss (the mean over its K maps of
+    :func:`weighted_logistic_loss` of ``xcorr(deep(h), x)``) w.r.t. its shallow features."""
+    def inner(hh):
+        z0 = deep(config, params, hh, initial=True)
+        s = score_groups(config, params, z0, x)
+        return weighted_logistic_loss(s, labels, weights) * hh.shape[0]
+    return jax.grad(inner)(h)
+
+
 def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
                     train: bool = False, first_order: bool = False):
     """The GradNet template update: two forward passes and one backward pass.
@@ -224,11 +248,7 @@ def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
     Returns (updated template z' [G, hz, wz, C], updated shallow h', BN batch stats).
     """
     if config.use_gradient:
-        def inner(hh):
-            z0 = deep(config, params, hh, initial=True)
-            s = score_groups(config, params, z0, x)
-            return weighted_logistic_loss(s, labels, weights) * hh.shape[0]
-        g = jax.grad(inner)(h)
+        g = inner_gradient(config, params, h, x, labels, weights)
         if first_order:
             g = lax.stop_gradient(g)
         u = g * config.grad_scale
@@ -237,6 +257,73 @@ def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
     delta, stats = update_subnet(config, params, u, train)
     h_new = h + delta
     return deep(config, params, h_new), h_new, stats
+
+
+# ------------------------------------------------------------------- the official crops (G16)
+#
+# track.py crops whole-pixel windows out of the uint8 BGR frame, padded with the first
+# frame's mean colour truncated to uint8 (np.pad), and resizes them with cv2.resize
+# (INTER_LINEAR): ops.crop_patch_rounded, centred half a pixel right of and below jaxtrack's
+# centre (track.py reads OTB's 1-based boxes as they are, and its window round(pos - (sz+1)/2)
+# is centred on pos - 1 in 0-based pixel indices). Its search pyramid has two stages
+# (makeScalePyramid): the largest window resized to search = round(255 / min_side * max_side)
+# (ops.cv2_resize_window, a traced output size), then each scale's window cropped out of that
+# and resized to 255.
+
+def _round_ratio(num, den):
+    """round(num / den), half to even, for positive int32 ``num``, ``den``."""
+    q = num // den
+    r = num - q * den
+    return q + ((2 * r > den) | ((2 * r == den) & (q % 2 == 1))).astype(jnp.int32)
+
+
+def _frame_pixels(frame: Frame):
+    img = frame.image
+    if jnp.issubdtype(img.dtype, jnp.integer):
+        return img.astype(jnp.int32)
+    return jnp.clip(jnp.round(img), 0, 255).astype(jnp.int32)
+
+
+def official_fill(frame: Frame):
+    """The official padding colour: the mean of the frame's pixels per channel, truncated
+    to an integer (``np.pad`` of a uint8 image with ``np.mean``). Exact below 8.4
+    megapixels (the int32 sum), float beyond. float32 (3,)."""
+    img = _frame_pixels(frame)
+    h, w = img.shape[:2]
+    mask = (jnp.arange(h)[:, None] < frame.size[0]) & (jnp.arange(w)[None, :] < frame.size[1])
+    rows = jnp.sum(jnp.where(mask[..., None], img, 0), axis=1)       # int32, exact per row
+    count = jnp.maximum(frame.size[0] * frame.size[1], 1)
+    exact = jnp.floor_divide(jnp.sum(rows, axis=0), count)
+    approx = jnp.floor(ops.valid_mean_color(frame.image, frame.size))
+    small = frame.size[0] * frame.size[1] < (2 ** 31 - 1) // 255
+    return jnp.where(small, exact.astype(jnp.float32), approx)
+
+
+def exemplar_crop(config: GradNetConfig, frame: Frame, center, side, fill):
+    """The exemplar crop (``crop="official"``: track.py's ``getSubWinTracking``)."""
+    if config.crop == "official":
+        return ops.crop_patch_rounded(frame.image, frame.size, center + 0.5, side, config.exemplar_size, fill)
+    return ops.crop_patch(frame.image, frame.size, center, side, config.exemplar_size, fill)
+
+
+def official_pyramid(config: GradNetConfig, frame: Frame, center, x_side, fill, which=None):
+    """track.py's ``makeScalePyramid`` at ``x_side * scales``: the largest window resized to
+    ``search = round(255 / min_side * max_side)`` (kept in a 2 x 255 buffer: exact while
+    ``search <= 510``), then each scale's window, centred in that, resized to
+    ``instance_size``. ``which``: the scale indices (default all). float32 [n, S, S, 3]."""
+    out = config.instance_size
+    scales = jnp.asarray(ops.scale_factors(config.num_scales, config.scale_step), jnp.float32)
+    sides = jnp.maximum(jnp.round(x_side * scales), 1.0).astype(jnp.int32)    # np.round(sx * scales)
+    lo, hi = sides[0], sides[-1]
+    search = _round_ratio(out * hi, lo)                       # round(beta * max_side), beta = 255 / min
+    corner = jnp.round(jnp.asarray(center, jnp.float32) - (hi - 1).astype(jnp.float32) / 2).astype(jnp.int32)
+    buf = ops.cv2_resize_window(_frame_pixels(frame), frame.size, corner, hi, search, 2 * out,
+                             jnp.clip(fill, 0, 255).astype(jnp.int32))
+    size = jnp.stack([search, search])
+    mid = search.astype(jnp.float32) / 2 - 1.0                # round((search-1)/2 - (t+1)/2) as a corner
+    crops = [ops.crop_patch_rounded(buf, size, jnp.stack([mid, mid]), _round_ratio(out * sides[s], lo), out, fill)
+             for s in (range(config.num_scales) if which is None else which)]
+    return jnp.stack(crops)
 
 
 # ------------------------------------------------------------------- tracking
@@ -260,12 +347,31 @@ def _normalise(m):
     return m / (jnp.sum(m) + 1e-16)
 
 
-def _search(config: GradNetConfig, params, state: GradNetState, frame: Frame, center, window_w):
-    """One 3-scale search around ``center``: (new centre, best scale, SiamFC peak, gradient
-    template peak)."""
+def _sample_crop(config: GradNetConfig, frame: Frame, center, x_side, fill):
+    """The centre-scale search crop stored as a sample (and used by updates)."""
+    if config.crop == "official":
+        return official_pyramid(config, frame, center, x_side, fill, (config.num_scales // 2,))[0]
+    return ops.crop_patch(frame.image, frame.size, center, x_side, config.instance_size, fill)
+
+
+def search_maps(config: GradNetConfig, params, state: GradNetState, frame: Frame, center, window_w,
+                crop_side=None, disp_side=None, crops=None):
+    """One 3-scale search around ``center`` with every intermediate (a dict): ``crops``,
+    ``sia`` / ``gra`` (raw maps), ``sia_up`` (upsampled, all scales), ``best``, ``gra_up``
+    (upsampled), ``fused``, ``response`` (windowed), ``loc`` (row, col), ``center`` (new),
+    ``peak`` / ``gra_peak`` (official F_max, F_max3). ``crop_side`` (default ``state.x_side``)
+    sizes the crops, ``disp_side`` (default the same) converts the displacement; ``crops``
+    [S, S, S, 3] replaces the crops (comparisons)."""
+    crop_side = state.x_side if crop_side is None else crop_side
+    disp_side = crop_side if disp_side is None else disp_side
     scales = jnp.asarray(ops.scale_factors(config.num_scales, config.scale_step), jnp.float32)
-    x = ops.crop_pyramid(frame.image, frame.size, center, state.x_side, scales,
-                         config.instance_size, state.fill)
+    if crops is not None:
+        x = crops
+    elif config.crop == "official":
+        x = official_pyramid(config, frame, center, crop_side, state.fill)
+    else:
+        x = ops.crop_pyramid(frame.image, frame.size, center, crop_side, scales,
+                             config.instance_size, state.fill)
     xf = search_branch(config, params, backbone_features(config, params, x))
     sia = score(config, params, state.kernel_sia, xf)                        # [S, R, R]
     mid = config.num_scales // 2
@@ -273,17 +379,29 @@ def _search(config: GradNetConfig, params, state: GradNetState, frame: Frame, ce
     peak, gra_peak = jnp.max(sia), jnp.max(gra)                              # official F_max, F_max3
     r = sia.shape[-1]
     up = config.response_up * r
-    sia = ops.resize_bicubic(sia, (up, up))
+    sia_up = ops.resize_bicubic(sia, (up, up))
     penalty = jnp.where(jnp.arange(config.num_scales) == mid, 1.0, config.scale_penalty)
-    best = jnp.argmax(jnp.max(sia * penalty[:, None, None], axis=(1, 2)))
-    gra = ops.resize_bicubic(gra, (up, up))
-    response = ((1 - config.grad_influence) * _normalise(sia[best])
-                + config.grad_influence * _normalise(gra))
-    response = (1 - window_w) * response + window_w * jnp.asarray(ops.hann_window(up))
+    best = jnp.argmax(jnp.max(sia_up * penalty[:, None, None], axis=(1, 2)))
+    gra_up = ops.resize_bicubic(gra, (up, up))
+    fused = ((1 - config.grad_influence) * _normalise(sia_up[best])
+             + config.grad_influence * _normalise(gra_up))
+    response = (1 - window_w) * fused + window_w * jnp.asarray(ops.hann_window(up))
     loc = jnp.unravel_index(jnp.argmax(response), response.shape)
-    disp = jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - (up - 1) / 2
-    disp = disp * config.total_stride / config.response_up * state.x_side / config.instance_size
-    return center + disp, best, peak, gra_peak
+    centre_cell = (up // 2) if config.centre_cell == "floor" else (up - 1) / 2
+    disp = jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - centre_cell
+    side = jnp.round(disp_side) if config.round_side else disp_side
+    disp = disp * config.total_stride / config.response_up * side / config.instance_size
+    return dict(crops=x, sia=sia, gra=gra, sia_up=sia_up, best=best, gra_up=gra_up, fused=fused,
+                response=response, loc=jnp.stack(loc), center=center + disp, peak=peak,
+                gra_peak=gra_peak)
+
+
+def _search(config: GradNetConfig, params, state: GradNetState, frame: Frame, center, window_w,
+            crop_side=None, disp_side=None):
+    """One 3-scale search around ``center``: (new centre, best scale, SiamFC peak, gradient
+    template peak)."""
+    m = search_maps(config, params, state, frame, center, window_w, crop_side, disp_side)
+    return m["center"], m["best"], m["peak"], m["gra_peak"]
 
 
 def init(config: GradNetConfig, params, frame: Frame, box, key=None) -> GradNetState:
@@ -296,9 +414,12 @@ def init(config: GradNetConfig, params, frame: Frame, box, key=None) -> GradNetS
     target_size = box[2:]
     z_side = siamfc.exemplar_side(config, target_size)
     x_side = z_side * config.instance_size / config.exemplar_size
-    fill = ops.valid_mean_color(frame.image, frame.size)
-    z = ops.crop_patch(frame.image, frame.size, center, z_side, config.exemplar_size, fill)
-    x0 = ops.crop_patch(frame.image, frame.size, center, x_side, config.instance_size, fill)
+    if config.crop == "official":
+        fill = official_fill(frame)
+    else:
+        fill = ops.valid_mean_color(frame.image, frame.size)
+    z = exemplar_crop(config, frame, center, z_side, fill)
+    x0 = _sample_crop(config, frame, center, x_side, fill)
     fz = backbone_features(config, params, z[None])
     kernel_sia = siamfc_template(config, params, fz)
     h0 = shallow(config, params, fz)
@@ -335,26 +456,42 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
     if config.refind:
         # official: search again around the image centre; keep it if both maps peak higher
         def do_refind(_):
-            mid_c = jnp.stack([width, height]) / 2
-            c2, b2, p2, p3 = _search(config, params, state, frame, mid_c, window_w)
+            if config.official_refind:
+                # track.py: crops at the old sides around its (H/2, W/2) (jaxtrack's minus 1), the
+                # displacement with the updated sx, and the scale update compounded on the first
+                mid_c = jnp.stack([width, height]) / 2 - 1
+                c2, b2, p2, p3 = _search(config, params, state, frame, mid_c, window_w,
+                                         disp_side=x_side)
+                lr = config.scale_lr
+                sx2 = jnp.clip((1 - lr) * x_side + lr * state.x_side * scales[b2],
+                               config.min_side_ratio * state.x_side0, config.max_side_ratio * state.x_side0)
+                ts2 = (1 - lr) * target_size + lr * state.target_size * scales[b2]
+            else:
+                mid_c = jnp.stack([width, height]) / 2
+                c2, b2, p2, p3 = _search(config, params, state, frame, mid_c, window_w)
+                c2, sx2, ts2 = apply(c2, b2)
             better = (p2 > peak) & (p3 > peak)       # official: F_max2 > F_max and F_max3 > F_max
-            c2, sx2, ts2 = apply(c2, b2)
             pick = lambda a, b: jnp.where(better, a, b)
             return pick(c2, center), pick(sx2, x_side), pick(ts2, target_size), pick(p2, peak)
         center, x_side, target_size, peak = online.lazy_cond(
             state.refind, do_refind, lambda _: (center, x_side, target_size, peak), None)
 
-    center = jnp.clip(center, 0.0, jnp.stack([width, height]))
-    target_size = jnp.clip(target_size, config.min_size, jnp.stack([width, height]))
+    if config.clamp_box:
+        center = jnp.clip(center, 0.0, jnp.stack([width, height]))
+        target_size = jnp.clip(target_size, config.min_size, jnp.stack([width, height]))
 
     # reliability threshold: mean peak of frames 1..threshold_frames
     peak_sum = state.peak_sum + jnp.where(i <= config.threshold_frames, peak, 0.0)
     threshold = jnp.where(i == config.threshold_frames, peak_sum / config.threshold_frames,
                           state.threshold)
     box = jnp.concatenate([center - target_size / 2, target_size])
-    refind = (box[0] + box[2] > width) & (peak < threshold * config.reliable_ratio)
+    if config.official_refind:       # official: on Position_now, the box rounded in its 1-based coordinates
+        right = jnp.round(box[0] + 1) + jnp.round(box[2])
+    else:
+        right = box[0] + box[2]
+    refind = (right > width) & (peak < threshold * config.reliable_ratio)
 
-    crop = ops.crop_patch(frame.image, frame.size, center, x_side, config.instance_size, state.fill)
+    crop = _sample_crop(config, frame, center, x_side, state.fill)
     stored = jnp.isfinite(state.sample_scores)
     mean_score = jnp.sum(jnp.where(stored, state.sample_scores, 0.0)) / jnp.maximum(stored.sum(), 1)
     reliable = peak >= jnp.minimum(threshold * config.reliable_ratio, mean_score)

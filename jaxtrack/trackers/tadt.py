@@ -10,7 +10,9 @@ channel budget per backbone are in :data:`BACKBONE_DEFAULTS`.
 
 Feature maps are ``[F, F, C]`` with ``F = config.map_size``. Selected channels are
 fixed-size index arrays with 0/1 weights, so every target compiles to the same shapes.
-Boxes are jaxtrack ``xywh``. Design notes: docs/trackers/tadt.md.
+Boxes are jaxtrack ``xywh``. Design notes: docs/trackers/tadt.md. ``geometry``,
+``regression`` and ``ranking`` = ``"official"`` (the ``official`` variant) compute what
+TADT-python computes (docs/fidelity_tadt.md).
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ from jaxtrack.errors import ConfigError
 from jaxtrack.core import Frame, TrackOutput, replace_config
 
 SELECTIONS = ("target_aware", "all", "random", "regression", "ranking")
+# Where jaxtrack's own choice differs from the official TADT-python, the official one is
+# reachable by a field; the defaults ("project") are jaxtrack's (docs/fidelity_tadt.md).
+REGRESSIONS = ("project", "official")
+RANKINGS = ("project", "official")
+GEOMETRIES = ("project", "official")
+OFFICIAL_INIT_SCALE = 1e-8             # taf_net.init_weights: randn / (sqrt(C (kh-1)/2 (kw-1)/2) 1e8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +60,18 @@ class TADTConfig:
     reg_step: float = 1e-4                # step, in units of 1 / (the loss' curvature bound)
     reg_ridge: float = 0.0                # ridge weight relative to the curvature (official wd: ~0)
     rank_steps: int = 11                  # K: map sizes F + 2k, k = -K..K
+    # official alternatives (defaults: jaxtrack's own; docs/fidelity_tadt.md)
+    regression: str = "project"           # "official": taf.py's SGD (reg_lr, reg_weight_decay, classic
+                                          # momentum, bias, random 1e-8 init), importance = sum of W
+    reg_lr: float = 1e-9                  # regression="official": absolute SGD learning rate
+    reg_weight_decay: float = 1000.0      # regression="official": SGD weight decay
+    ranking: str = "project"              # "official": taf_rank.py's LSEP on a random 1e-8 conv,
+                                          # hand-written backward, keep +sum(dL/dX) > 0
+    geometry: str = "project"             # "official": the whole frame rescaled (cv2 INTER_LINEAR,
+                                          # uint8), integer window, map centre srch/2 - 1, window
+                                          # size rounded each frame, no clamps
+    max_window: int = 6                   # geometry="official": the window stops growing at this many
+                                          # search_px (the official has no limit; compiled map size)
     # matching
     scale_pad: int = 2                    # pyramid: F+2 / F / F-2 cells (45/47, 1, 45/43)
     scale_weights: tuple = (0.99, 1.0, 1.0055)
@@ -66,6 +86,12 @@ class TADTConfig:
         models.check_backbone("tadt", self.backbone, BACKBONE_DEFAULTS)
         if self.selection not in SELECTIONS:
             raise ConfigError(f"tadt: unknown selection {self.selection!r}; choose from {SELECTIONS}")
+        for field, allowed in (("regression", REGRESSIONS), ("ranking", RANKINGS),
+                               ("geometry", GEOMETRIES)):
+            if getattr(self, field) not in allowed:
+                raise ConfigError(f"tadt: unknown {field} {getattr(self, field)!r}; choose from {allowed}")
+        if self.max_window < 1:
+            raise ConfigError("tadt: max_window must be at least 1 (search windows)")
         if len(self.scale_weights) != 3 or self.scale_pad % 2 or self.map_size <= self.scale_pad:
             raise ConfigError("tadt: scale_weights needs 3 entries and scale_pad an even number "
                              "smaller than the feature map")
@@ -104,6 +130,12 @@ class TADTState(NamedTuple):
     w_deep: Any        # [Nd] validity (0/1)
     frame_index: Any   # () int32
     peak_sum: Any      # () sum of the relative correlation peaks of the first frames
+    # geometry="official" only (otherwise the first centre and 1, unused): the window's centre,
+    # which the official code floors on the first frame, and the frame's rescale factor. In that geometry
+    # center, target_size and x_side are in the rescaled frame's pixels (0-based centres,
+    # the official convention) and x_side is the integer window size.
+    crop_center: Any   # (2,)
+    rescale: Any       # ()
 
 
 # ------------------------------------------------------------------- backbone
@@ -259,6 +291,58 @@ def regression_importance(config: TADTConfig, x, half_h, half_w):
     return -jnp.mean(gx, axis=(0, 1))
 
 
+def official_init_weights(key, config: TADTConfig, c: int, half_h, half_w):
+    """[F, F, C] the official conv's random start, ``randn / (sqrt(C (kh-1)/2 (kw-1)/2) 1e8)``
+    over the (kh, kw) = (2 ceil(h/2) + 1, ...) kernel centred on the map, zero elsewhere
+    (taf_net.init_weights; the draw is JAX's, from ``key``)."""
+    f = config.map_size
+    kmask = box_mask(f, half_h + 1, half_w + 1)
+    scale = OFFICIAL_INIT_SCALE / jnp.sqrt(c * (half_h + 1.0) * (half_w + 1.0))
+    return jax.random.normal(key, (f, f, c), jnp.float32) * scale * kmask[..., None]
+
+
+def official_keys(key):
+    """The keys of the official random draws: the rank net, the shallow and the deep
+    regressor's start (``jax.random.fold_in`` of the ``init`` key)."""
+    return {"rank": jax.random.fold_in(key, 1), "reg_shallow": jax.random.fold_in(key, 2),
+            "reg_deep": jax.random.fold_in(key, 3)}
+
+
+def official_regression_importance(config: TADTConfig, x, half_h, half_w, key):
+    """``regression="official"``: taf.py's regressor and importance, ``[C]``.
+
+    A conv (with bias) of the (2 ceil(h/2) + 1)-cell kernel, "same" output, started from
+    :func:`official_init_weights`, trained ``reg_iters`` steps by PyTorch's SGD (absolute
+    ``reg_lr``, classic momentum ``reg_momentum``, ``reg_weight_decay``) on the mean squared
+    error to the Gaussian label; the importance of channel c is the sum of its trained
+    weights (``torch.sum(reg_weights, dim=(0, 2, 3))``).
+    """
+    f, c = config.map_size, x.shape[-1]
+    label = gaussian_label(config, half_h, half_w)
+    kmask = box_mask(f, half_h + 1, half_w + 1)[..., None]
+    xf = spectrum(x)
+
+    def loss(wb):
+        w, b = wb
+        return jnp.mean((corr_same_fft(xf, w * kmask) + b - label) ** 2)
+
+    grad = jax.grad(loss)
+    lr, m, wd = config.reg_lr, config.reg_momentum, config.reg_weight_decay
+
+    def body(_, carry):
+        wb, buf = carry
+        g = jax.tree_util.tree_map(lambda gi, p: gi + wd * p, grad(wb), wb)     # d_p = grad + wd p
+        buf = jax.tree_util.tree_map(lambda bi, gi: m * bi + gi, buf, g)        # buf = m buf + d_p
+        wb = jax.tree_util.tree_map(lambda p, bi: p - lr * bi, wb, buf)         # p -= lr buf
+        return wb, buf
+
+    w0 = official_init_weights(key, config, c, half_h, half_w)
+    wb0 = (w0, jnp.zeros((), jnp.float32))
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, wb0)
+    (w, _), _ = jax.lax.fori_loop(0, config.reg_iters, body, (wb0, zeros))
+    return jnp.sum(w * kmask, axis=(0, 1))
+
+
 # ------------------------------------------------------------------- ranking
 
 def scale_samples(config: TADTConfig, x):
@@ -302,6 +386,76 @@ def ranking_importance(config: TADTConfig, x, half_h, half_w):
     return -jnp.sum(x * gx, axis=(0, 1))
 
 
+def _official_rank_matrices(f: int):
+    """[2K+1, F, F] taf_rank.generate_ranked_samples' sampling, K = (F-1)/2 - 1: the map
+    resized to ``s = F + 2k`` cells (bilinear, ``align_corners=True``), read on an F grid
+    centred on the resized map's centre (rows beyond the resized map are zero)."""
+    c = (f - 1) // 2
+    kmax = c - 1
+    out = []
+    for k in range(-kmax, kmax + 1):
+        s = f + 2 * k
+        scale = np.float32((f - 1) / (s - 1))               # torch: (in - 1) / (out - 1), float
+        m = np.zeros((f, f), np.float32)
+        for y in range(f):
+            j = y - c + (s - 1) // 2                          # index in the resized map
+            if 0 <= j < s:
+                src = np.float32(scale * np.float32(j))
+                i0 = int(src)
+                i1 = i0 + (1 if i0 < f - 1 else 0)
+                l1 = np.float32(src - np.float32(i0))
+                m[y, i0] += np.float32(1) - l1
+                m[y, i1] += l1
+        out.append(m)
+    return np.stack(out), np.arange(-kmax, kmax + 1)
+
+
+def official_ranking_importance(config: TADTConfig, x, half_h, half_w, key):
+    """``ranking="official"``: taf_rank.py's scale-ranking importance, ``[C]`` (and a dict of
+    the intermediate values).
+
+    - Samples: the map resized to ``F + 2k`` cells, ``|k| <= (F-1)/2 - max(b)`` with ``b``
+      the half kernel (``generate_ranked_samples``), centre-cropped to the kernel.
+    - Predictions ``f_k``: a random conv (:func:`official_init_weights`, the kernel size)
+      over each sample (``Rank_Net``, never trained; bias 0).
+    - Loss: LSEP, ``log(1 + sum_pairs exp(f_lo - f_hi))`` over every pair of samples at
+      distance 1 .. K-1 on one side of the centre (``generate_pair_label``).
+    - Gradient: RankLoss.backward, the official hand-written one: its loop runs over the
+      first N-1 pairs only (the neighbours), ``dL/df_k = -(1/L) sum [k = hi] exp(-f_k) -
+      [k = lo] exp(f_k)``.
+    - Importance: ``sum_xy dL/dX_c``. Bilinear weights sum to one, so every sample position
+      spreads a total weight of 1 over X and this is exactly ``G sum_xy W_c`` with
+      ``G = sum_k dL/df_k``: the sign of the random weights' sum, flipped by the sign of
+      ``G`` (which the ~1e-7-sized predictions set). It is computed so, free of the float32
+      cancellation of the official backward (a ~3 % noise there; docs/fidelity_tadt.md).
+    """
+    f, c = config.map_size, x.shape[-1]
+    mats, offs = _official_rank_matrices(f)
+    w = official_init_weights(key, config, c, half_h, half_w)
+    pad = (f - 1) // 2 - (jnp.maximum(half_h, half_w) + 1)       # the samples kept each side
+    valid = jnp.abs(jnp.asarray(offs)) <= pad
+    pred = jax.lax.map(lambda m: jnp.sum(jnp.einsum("yi,xj,ijc->yxc", m, m, x) * w),
+                       jnp.asarray(mats))
+    o = jnp.asarray(offs)
+    # LSEP over the pairs (hi, lo): same side, |lo| = |hi| + d, 1 <= d <= pad - 1
+    hi_o, lo_o = o[:, None], o[None, :]
+    same_side = (hi_o == 0) | (jnp.sign(hi_o) == jnp.sign(lo_o))
+    dist = jnp.abs(lo_o) - jnp.abs(hi_o)
+    pairs = valid[:, None] & valid[None, :] & same_side & (dist >= 1) & (dist <= pad - 1)
+    diff = pred[None, :] - pred[:, None]                           # f_lo - f_hi
+    loss = jnp.log(1.0 + jnp.sum(jnp.where(pairs, jnp.exp(diff), 0.0)))
+    # hand-written backward over the neighbour pairs: hi twice at the centre, once inside;
+    # lo once for every sample but the centre
+    n_hi = jnp.where(o == 0, 2.0, jnp.where(jnp.abs(o) <= pad - 1, 1.0, 0.0)) * valid
+    n_lo = jnp.where(o == 0, 0.0, 1.0) * valid
+    tmp = n_hi * jnp.exp(-pred) - n_lo * jnp.exp(pred)
+    dpred = (-1.0 / loss) * tmp
+    g = jnp.sum(dpred)
+    importance = g * jnp.sum(w, axis=(0, 1))
+    return importance, {"pred": pred, "valid": valid, "loss": loss, "dpred": dpred, "G": g,
+                        "w": w}
+
+
 # ------------------------------------------------------------------- selection
 
 def _ordered(importance, eligible):
@@ -324,9 +478,20 @@ def select_channels(config: TADTConfig, xs, xd, half_h, half_w, key):
     """Indices and weights ``(idx_s, w_s, idx_d, w_d)`` of the selected channels, plus the
     importances (a dict) for inspection."""
     cs, cd = xs.shape[-1], xd.shape[-1]
-    reg_s = regression_importance(config, xs, half_h, half_w)
-    reg_d = regression_importance(config, xd, half_h, half_w)
-    rank_s = ranking_importance(config, xs, half_h, half_w)
+    keys = official_keys(key) if "official" in (config.regression, config.ranking) else None
+    if config.regression == "official":
+        reg_s = official_regression_importance(config, xs, half_h, half_w, keys["reg_shallow"])
+        reg_d = official_regression_importance(config, xd, half_h, half_w, keys["reg_deep"])
+    else:
+        reg_s = regression_importance(config, xs, half_h, half_w)
+        reg_d = regression_importance(config, xd, half_h, half_w)
+
+    def rank(x):
+        if config.ranking == "official":
+            return official_ranking_importance(config, x, half_h, half_w, keys["rank"])[0]
+        return ranking_importance(config, x, half_h, half_w)
+
+    rank_s = rank(xs)
     info = {"reg_shallow": reg_s, "reg_deep": reg_d, "rank_shallow": rank_s}
     n_s = min(config.n_shallow, cs)
     n_d_alloc = min(cd, max(config.n_deep, config.min_total))
@@ -340,7 +505,7 @@ def select_channels(config: TADTConfig, xs, xd, half_h, half_w, key):
     if config.selection == "regression":
         keep_s = reg_s > 0
     elif config.selection == "ranking":
-        rank_d = ranking_importance(config, xd, half_h, half_w)
+        rank_d = rank(xd)
         info["rank_deep"] = rank_d
         order_s, keep_s = _ordered(rank_s, jnp.ones(cs, bool))[0], rank_s > 0
         order_d, pos_rd = _ordered(rank_d, jnp.ones(cd, bool))
@@ -373,6 +538,113 @@ def selected_features(xs, xd, idx_s, w_s, idx_d, w_d):
                             jnp.take(xd, idx_d, axis=-1) * w_d], axis=-1)
 
 
+# ------------------------------------------------------------------- official geometry
+
+def round_half_up(v):
+    """TADT-python's ``round_python2`` for non-negative values: halves round up."""
+    return jnp.floor(v + 0.5)
+
+
+def official_crop(config: TADTConfig, frame: Frame, rescale, crop_center, side):
+    """``[S, S, 3]`` the official search window: the frame resized by ``rescale`` to
+    ``ceil(size * rescale)`` (cv2 INTER_LINEAR, uint8), the ``side x side`` pixels at
+    ``floor(c) + 1 - ceil(side/2) + j`` (indices clamped: edges repeated), resized to
+    S = ``search_px`` (cv2 INTER_LINEAR, uint8); get_subwindow in feature_utils_v2.py.
+
+    Both resizes are OpenCV's fixed-point arithmetic, bit for bit (11-bit weights, the
+    vector vertical pass), so the window is the official uint8 one.
+    """
+    out = config.search_px
+    h, w = frame.size[0], frame.size[1]
+    rh = jnp.ceil(h.astype(jnp.float32) * rescale).astype(jnp.int32)
+    rw = jnp.ceil(w.astype(jnp.float32) * rescale).astype(jnp.int32)
+    side_i = side.astype(jnp.int32)
+    u = jnp.arange(out)
+    image = frame.image.astype(jnp.int32)
+
+    def axis(n_res, pos, clamp_frac):
+        # output -> window pixels (second resize), window -> rescaled frame (clamped)
+        q0, q1, b0, b1 = ops.cv2_linear_taps(side_i, out, u, clamp_frac)
+        first = jnp.floor(pos).astype(jnp.int32) + 1 - (side_i + 1) // 2
+        r = jnp.clip(first + jnp.stack([q0, q1], -1), 0, n_res - 1)      # [S, 2]
+        return (b0, b1), r
+
+    (bx0, bx1), rx = axis(rw, crop_center[0], True)
+    (by0, by1), ry = axis(rh, crop_center[1], False)
+    ix0, ix1, ax0, ax1 = ops.cv2_linear_taps(w, rw, rx, clamp_weights=True)       # [S, 2] each
+    iy0, iy1, ay0, ay1 = ops.cv2_linear_taps(h, rh, ry, clamp_weights=False)
+    # first resize, at the [S, 2] x [S, 2] rescaled pixels the second one reads
+    rows = jnp.stack([jnp.take(image, iy0, axis=0), jnp.take(image, iy1, axis=0)])  # [2, S, 2, Wb, 3]
+    hx = (jnp.take(rows, ix0, axis=3) * ax0[..., None] +
+          jnp.take(rows, ix1, axis=3) * ax1[..., None])                   # [2, S, 2, S, 2, 3]
+    v1 = ops.cv2_vertical(hx[0], hx[1], ay0[:, :, None, None, None], ay1[:, :, None, None, None])
+    # second resize: [S, 2, S, 2, 3] -> [S, S, 3]
+    h2 = v1[:, :, :, 0] * bx0[None, None, :, None] + v1[:, :, :, 1] * bx1[None, None, :, None]
+    crop = ops.cv2_vertical(h2[:, 0], h2[:, 1], by0[:, None, None], by1[:, None, None])
+    return crop.astype(jnp.float32)
+
+
+def _cubic_weights(t, a: float = -0.75):
+    """PyTorch's ``get_cubic_upsample_coefficients``: the four taps at offsets -1, 0, 1, 2."""
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)])
+
+
+def official_upsample(config: TADTConfig, maps, size):
+    """``[3, U, U]`` the maps resized to ``size x size`` (``F.interpolate(bicubic,
+    align_corners=True)``, float32 positions as PyTorch's kernel), U = ``max_window``
+    ``search_px``; rows and columns at or beyond ``size`` are zero (``inside`` says which)."""
+    f = maps.shape[-1]
+    cap = config.max_window * config.search_px
+    n = jnp.minimum(size, cap).astype(jnp.int32)
+    i = jnp.arange(cap)
+    scale = jnp.float32(f - 1) / jnp.maximum(n - 1, 1).astype(jnp.float32)
+    src = scale * i.astype(jnp.float32)
+    i0 = jnp.floor(src)
+    wts = _cubic_weights(src - i0)                                       # [4, U]
+    idx = jnp.clip(i0.astype(jnp.int32)[None, :] + jnp.arange(-1, 3)[:, None], 0, f - 1)
+    m = jnp.zeros((cap, f), jnp.float32).at[i[None, :], idx].add(wts)   # [U, F]
+    inside = i < n
+    m = m * inside[:, None]
+    up = jnp.einsum("ai,kij,bj->kab", m, maps, m)
+    return up, inside[:, None] & inside[None, :]
+
+
+def official_hann(config: TADTConfig, size):
+    """[U, U] ``outer(hann(size), hann(size))`` (scipy, ``sym=True``), zero beyond ``size``."""
+    cap = config.max_window * config.search_px
+    n = jnp.minimum(size, cap).astype(jnp.float32)
+    i = jnp.arange(cap, dtype=jnp.float32)
+    h = jnp.where(i < n, 0.5 - 0.5 * jnp.cos(2 * jnp.pi * i / jnp.maximum(n - 1, 1.0)), 0.0)
+    return h[:, None] * h[None, :]
+
+
+def _official_init_geometry(config: TADTConfig, frame: Frame, box):
+    """Rescale, the rescaled box (rounded, 0-based), the window size and its (floored) centre:
+    Tadt_Tracker.initialize_tadt and cal_srch_window_location."""
+    s0 = jnp.sqrt(box[2] * box[3])
+    rescale = jnp.where(s0 > config.max_size, config.max_size / s0,
+                        jnp.where(s0 < config.min_size, config.min_size / s0, 1.0))
+    # the official takes OTB's 1-based box: round(box1 * rescale) - [1, 1, 0, 0]
+    box1 = box + jnp.asarray([1.0, 1.0, 0.0, 0.0])
+    loc = round_half_up(box1 * rescale) - jnp.asarray([1.0, 1.0, 0.0, 0.0])
+    target_size = loc[2:]
+    center = loc[:2] + target_size / 2
+    side = jnp.float32(config.search_px)
+    crop_center = jnp.floor(center - side / 2) + side / 2
+    return rescale, center, target_size, side, crop_center
+
+
+def _official_box(state: TADTState):
+    """The official result: ``(target_location + [1, 1, 0, 0]) / rescale - [1, 1, 0, 0]``."""
+    tl = state.center - state.target_size / 2
+    return jnp.concatenate([(tl + 1.0) / state.rescale - 1.0, state.target_size / state.rescale])
+
+
 # ------------------------------------------------------------------- tracking
 
 def _initial_side(config: TADTConfig, target_size):
@@ -394,11 +666,17 @@ def init(config: TADTConfig, params, frame: Frame, box, key=None) -> TADTState:
     if key is None:
         key = jax.random.PRNGKey(0)
     box = jnp.asarray(box, jnp.float32)
-    center = box[:2] + box[2:] / 2
-    target_size = box[2:]
-    x_side = _initial_side(config, target_size)
     fill = ops.valid_mean_color(frame.image, frame.size)
-    xs, xd = _search_features(config, params, frame, center, x_side, fill)
+    if config.geometry == "official":
+        rescale, center, target_size, x_side, crop_center = _official_init_geometry(config, frame, box)
+        crop = official_crop(config, frame, rescale, crop_center, x_side)
+        xs, xd = (t[0] for t in extract(config, params, crop[None]))
+    else:
+        center = box[:2] + box[2:] / 2
+        target_size = box[2:]
+        x_side = _initial_side(config, target_size)
+        crop_center, rescale = center, jnp.ones((), jnp.float32)
+        xs, xd = _search_features(config, params, frame, center, x_side, fill)
     half_h, half_w = exemplar_halves(config, target_size, x_side)
     idx_s, w_s, idx_d, w_d, _ = select_channels(config, xs, xd, half_h, half_w, key)
     f = config.map_size
@@ -406,7 +684,8 @@ def init(config: TADTConfig, params, frame: Frame, box, key=None) -> TADTState:
     template = selected_features(xs, xd, idx_s, w_s, idx_d, w_d) * pmask[..., None]
     valid = box_mask(f, (f - 1) // 2 - half_h, (f - 1) // 2 - half_w)
     return TADTState(center, target_size, x_side, fill, template, valid, idx_s, idx_d,
-                     w_s, w_d, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+                     w_s, w_d, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32),
+                     crop_center, rescale)
 
 
 def scale_pyramid(config: TADTConfig, feats):
@@ -429,6 +708,8 @@ def response_maps(config: TADTConfig, state: TADTState, feats):
 
 
 def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
+    if config.geometry == "official":
+        return _official_track_step(config, params, state, frame)
     xs, xd = _search_features(config, params, frame, state.center, state.x_side, state.fill)
     feats = selected_features(xs, xd, state.idx_shallow, state.w_shallow, state.idx_deep,
                               state.w_deep)
@@ -453,6 +734,36 @@ def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
                            frame_index=state.frame_index + 1, peak_sum=peak_sum)
     box = jnp.concatenate([center - target_size / 2, target_size])
     return state, TrackOutput(box, peak, lost)
+
+
+def _official_track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
+    """``geometry="official"``: Tadt_Tracker.tracking. The window (``x_side`` rescaled
+    pixels, an integer) is cut from the rescaled frame and resized to ``search_px``; the
+    responses are upsampled to the window's size, the displacement is measured from
+    ``side/2 - 1``, the window size is rounded after each scale change; no clamps."""
+    crop = official_crop(config, frame, state.rescale, state.crop_center, state.x_side)
+    xs, xd = (t[0] for t in extract(config, params, crop[None]))
+    feats = selected_features(xs, xd, state.idx_shallow, state.w_shallow, state.idx_deep,
+                              state.w_deep)
+    resp, relative_peak = response_maps(config, state, feats)
+    up, inside = official_upsample(config, resp, state.x_side)
+    up = up + config.window_weight * official_hann(config, state.x_side)
+    up = jnp.where(inside, up, -jnp.inf)
+    sc = jnp.asarray(scales(config))
+    best = jnp.argmax(jnp.max(up, axis=(1, 2)) * jnp.asarray(config.scale_weights, jnp.float32))
+    cap = up.shape[-1]
+    loc = jnp.unravel_index(jnp.argmax(up[best]), (cap, cap))               # (row, col)
+    disp = (jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - (state.x_side / 2 - 1)) * sc[best]
+    center = state.center + disp
+    target_size = state.target_size * sc[best]
+    x_side = jnp.minimum(round_half_up(state.x_side * sc[best]), cap)
+    peak = jnp.max(up[best])
+    lost, peak_sum = online.low_peak(state.frame_index + 1, relative_peak, state.peak_sum,
+                                     config.lost_reference_frames, config.lost_ratio)
+    state = state._replace(center=center, target_size=target_size, x_side=x_side,
+                           crop_center=center, frame_index=state.frame_index + 1,
+                           peak_sum=peak_sum)
+    return state, TrackOutput(_official_box(state), peak, lost)
 
 
 # ------------------------------------------------------------------- params / config
