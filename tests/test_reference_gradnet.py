@@ -18,6 +18,7 @@ from jaxtrack.data.synthetic import make_sequence
 from jaxtrack.frames import pad_frame
 from jaxtrack.models import seeded
 from jaxtrack.trackers import gradnet
+from reference_checks import check_boxes as check_boxes_within, track_recording
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference" / "gradnet"
 META = json.loads((FIXTURES / "gradnet_reference.json").read_text())
@@ -51,22 +52,11 @@ def track(seq, num_frames, maps_at=()):
     t = official_tracker()
     init, step, maps = jitted()
     state = init(t.params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32))
-    boxes, out_maps = [np.asarray(seq.gt[0])], {}
-    for i in range(1, num_frames):
-        frame = pad_frame(seq.frame(i))
-        if i in maps_at:
-            out_maps[i] = [np.asarray(m) for m in maps(t.params, state, frame)]
-        state, out = step(t.params, state, frame)
-        boxes.append(np.asarray(out.box, np.float64))
-    return np.stack(boxes), out_maps
+    return track_recording(t.params, step, maps, state, seq, num_frames, maps_at)
 
 
-def check_boxes(ours, ref):
-    ref = np.asarray(ref)
-    diff = np.max(np.abs(ours[1:] - ref[1:]), axis=1)       # frame 0: the reference's float64 box
-    bad = np.nonzero(diff > BOX_TOL)[0]
-    assert not len(bad), (f"frame {bad[0] + 1}: jaxtrack {ours[bad[0] + 1].round(4).tolist()} against "
-                          f"GradNet-Tensorflow {ref[bad[0] + 1].round(4).tolist()} (max {diff.max():.3g} px)")
+def check_boxes(ours, ref):     # from frame 1: frame 0 is the reference's float64 box
+    check_boxes_within(ours, ref, BOX_TOL, "GradNet-Tensorflow", first=1)
 
 
 def test_synthetic_boxes_and_maps_are_gradnet_tensorflows():

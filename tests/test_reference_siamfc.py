@@ -23,6 +23,7 @@ from jaxtrack.frames import pad_frame
 from jaxtrack.models import seeded
 from jaxtrack.models.alexnet import alexnet_from_siamfc_torch
 from jaxtrack.trackers import siamfc
+from reference_checks import check_boxes as check_boxes_within, track_recording
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference" / "siamfc"
 META = json.loads((FIXTURES / "siamfc_reference.json").read_text())
@@ -55,22 +56,11 @@ def track(seq, num_frames, maps_at=()):
     t = official_tracker()
     init, step, maps = jitted()
     state = init(t.params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32))
-    boxes, responses = [np.asarray(seq.gt[0])], {}
-    for i in range(1, num_frames):
-        frame = pad_frame(seq.frame(i))
-        if i in maps_at:
-            responses[i] = np.asarray(maps(t.params, state, frame))
-        state, out = step(t.params, state, frame)
-        boxes.append(np.asarray(out.box, np.float64))
-    return np.stack(boxes), responses
+    return track_recording(t.params, step, maps, state, seq, num_frames, maps_at)
 
 
 def check_boxes(ours, ref_1based):
-    ref = bx.from_dataset(np.asarray(ref_1based), 1)
-    diff = np.max(np.abs(ours - ref), axis=1)
-    bad = np.nonzero(diff > BOX_TOL)[0]
-    assert not len(bad), (f"frame {bad[0]}: jaxtrack {ours[bad[0]].round(3).tolist()} against "
-                          f"siamfc-pytorch {ref[bad[0]].round(3).tolist()} (max {diff.max():.3g} px)")
+    check_boxes_within(ours, bx.from_dataset(np.asarray(ref_1based), 1), BOX_TOL, "siamfc-pytorch")
 
 
 def test_synthetic_boxes_and_maps_are_siamfc_pytorchs():

@@ -22,6 +22,7 @@ from jaxtrack.frames import pad_frame, sequence_key
 from jaxtrack.models import seeded
 from jaxtrack.models.vgg16 import vgg16_from_torch
 from jaxtrack.trackers import tadt
+from reference_checks import check_boxes as check_boxes_within, track_recording
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference" / "tadt"
 META = json.loads((FIXTURES / "tadt_reference.json").read_text())
@@ -89,14 +90,7 @@ def track(seq, num_frames, ref, maps_at=()):
     t = official_tracker()
     _, step, maps, _ = jitted()
     state = reference_state(pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), ref)
-    boxes, responses = [np.asarray(seq.gt[0])], {}
-    for i in range(1, num_frames):
-        frame = pad_frame(seq.frame(i))
-        if i in maps_at:
-            responses[i] = np.asarray(maps(t.params, state, frame))
-        state, out = step(t.params, state, frame)
-        boxes.append(np.asarray(out.box, np.float64))
-    return np.stack(boxes), responses
+    return track_recording(t.params, step, maps, state, seq, num_frames, maps_at)
 
 
 def check_selection(own, ref):
@@ -110,11 +104,7 @@ def check_selection(own, ref):
 
 
 def check_boxes(ours, ref):
-    ref = np.asarray(ref)[:len(ours)]
-    diff = np.max(np.abs(ours - ref), axis=1)
-    bad = np.nonzero(diff > BOX_TOL)[0]
-    assert not len(bad), (f"frame {bad[0]}: jaxtrack {ours[bad[0]].round(3).tolist()} against "
-                          f"TADT-python {ref[bad[0]].round(3).tolist()} (max {diff.max():.3g} px)")
+    check_boxes_within(ours, ref, BOX_TOL, "TADT-python")
 
 
 def test_synthetic_channels_maps_and_boxes_are_tadt_pythons():

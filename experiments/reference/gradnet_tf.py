@@ -62,7 +62,6 @@ computes):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -72,7 +71,8 @@ import time
 
 import numpy as np
 
-from jaxtrack_harness import agreement, compact_json, first_frames, fps, rel
+from jaxtrack_harness import (agreement, check_reference, compact_json, first_frames, fps, rel, run,
+                              tracking_parser, write_report)
 
 REFERENCE = "https://github.com/LPXTT/GradNet-Tensorflow"
 MODEL_PATH = "ckpt/base_l5_1t_49/model_epoch49.ckpt"     # parameters.py's model_path
@@ -456,28 +456,19 @@ def write_dataset(folder, name, img_files, gt_1based):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--reference", help="GradNet-Tensorflow checkout (holding track.py, siamese.py)")
-    ap.add_argument("--tf-python", default="/work/ref/tfvenv/bin/python", help="a Python with tensorflow")
-    ap.add_argument("--sequence", default="../shared/data/otb/Crossing", help="an OTB sequence folder")
-    ap.add_argument("--frames", type=int, default=0, help="only the first N frames (0: all)")
-    ap.add_argument("--synthetic-frames", type=int, default=60)
-    ap.add_argument("--synthetic-seed", type=int, default=0)
-    ap.add_argument("--component-frames", type=int, default=6, help="frames traced for the components")
-    ap.add_argument("--seed", type=int, default=20240, help="weights seed")
-    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), help="jaxtrack settings end to end")
-    ap.add_argument("--json", default="gradnet_reference.json")
-    ap.add_argument("--fixtures", help="also write the test fixtures to this folder")
-    ap.add_argument("--fixture-frames", type=int, default=24, help="synthetic frames in the fixtures")
-    ap.add_argument("--workdir", help="keep the weights, checkpoint and frames here (default: a temp dir)")
+    ap = tracking_parser(__doc__, reference_help="GradNet-Tensorflow checkout (holding track.py, siamese.py)",
+                         json_default="gradnet_reference.json", seed=20240, configs=CONFIGS, frames=0,
+                         synthetic_frames=60, component_frames=6, fixture_frames=24, threads=False,
+                         workdir_help="keep the weights, checkpoint and frames here (default: a temp dir)")
+    ap.add_argument("--tf-python", help="a Python with tensorflow (e.g. a venv with tensorflow from PyPI)")
     ap.add_argument("--reuse-reference", action="store_true",
                     help="reuse the reference's records in --workdir from an earlier run with the same arguments")
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
-    if not args.reference or not os.path.isfile(os.path.join(args.reference, "track.py")):
-        ap.error("--reference must be a GradNet-Tensorflow checkout (holding track.py)")
+    check_reference(ap, args.reference, "track.py", "GradNet-Tensorflow")
+    if not args.tf_python:
+        ap.error("--tf-python: give a Python that has tensorflow (the reference is TF1 code)")
 
     import cv2
 
@@ -561,9 +552,7 @@ def main(argv=None):
     report["end_to_end"] = e2e
     report["speed_fps"] = fps_
     print_report(report)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     if args.fixtures:
         write_fixtures(args.fixtures, spec, weights, syn, seq, ref, arrays, args)
     return report
@@ -619,8 +608,4 @@ def write_fixtures(folder, spec, weights, syn, seq, ref, arrays, args):
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        main()
-    else:
-        from jaxtrack import cli
-        cli.run(main)
+    run(main)

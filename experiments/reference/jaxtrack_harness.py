@@ -6,9 +6,12 @@ imports nothing of any reference.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import os
 import re
+import sys
 
 import numpy as np
 
@@ -54,3 +57,52 @@ def compact_json(obj) -> str:
     text = json.dumps(obj, indent=1)
     return re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
                   text)
+
+
+def tracking_parser(doc: str, *, reference_help: str, json_default: str, seed: int, configs,
+                    frames: int, synthetic_frames: int, component_frames: int, fixture_frames: int,
+                    workdir_help: str, threads: bool = True) -> argparse.ArgumentParser:
+    """The options every tracking harness takes (the reference, the sequences, the seeds, the
+    jaxtrack settings compared end to end, where results and fixtures go); a harness adds
+    its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--reference", help=reference_help)
+    ap.add_argument("--sequence", default="../shared/data/otb/Crossing", help="an OTB sequence folder")
+    ap.add_argument("--frames", type=int, default=frames, help="only the first N frames (0: all)")
+    ap.add_argument("--synthetic-frames", type=int, default=synthetic_frames)
+    ap.add_argument("--synthetic-seed", type=int, default=0, help="jaxtrack.data.synthetic.make_sequence seed")
+    ap.add_argument("--component-frames", type=int, default=component_frames,
+                    help="frames recorded for the components")
+    ap.add_argument("--seed", type=int, default=seed, help="weights seed")
+    if threads:
+        ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    ap.add_argument("--configs", nargs="*", default=list(configs), help="jaxtrack settings end to end")
+    ap.add_argument("--json", default=json_default)
+    ap.add_argument("--fixtures", help="also write the test fixtures to this folder")
+    ap.add_argument("--fixture-frames", type=int, default=fixture_frames, help="synthetic frames in the fixtures")
+    ap.add_argument("--workdir", help=workdir_help)
+    return ap
+
+
+def check_reference(ap: argparse.ArgumentParser, reference, marker: str, what: str) -> None:
+    """Stop with a usage error unless ``reference`` is a checkout holding ``marker``."""
+    if not reference or not os.path.exists(os.path.join(reference, marker)):
+        ap.error(f"--reference must be a {what} checkout (holding {marker})")
+
+
+def write_report(path: str, report: dict) -> None:
+    """The harness's JSON report, written atomically."""
+    from jaxtrack import fileio
+    fileio.atomic_write_text(path, json.dumps(report, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+def run(main) -> None:
+    """A harness's entry point: the reference's child (``--worker``) runs ``main`` plainly, the
+    parent through ``jaxtrack.cli.run`` (named errors, exit codes)."""
+    if "--worker" in sys.argv:
+        main()
+    else:
+        from jaxtrack import cli
+        cli.run(main)

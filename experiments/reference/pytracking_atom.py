@@ -79,7 +79,7 @@ import types
 
 import numpy as np
 
-from jaxtrack_harness import rel
+from jaxtrack_harness import rel, run, write_report
 
 REFERENCE_COMMIT = "7eb9e74bd3d40e29dbcec444902237da13de247b"
 PRROI_COMMIT = "f75570ae05aea68a2ebc100f60a54194b0a9d15c"
@@ -720,9 +720,7 @@ def main(argv=None):
         report["cases"][name]["reference_refined_box"] = arrays[name + "_refine_predicted_box"].tolist()
         report["cases"][name]["jaxtrack_refined_box"] = own["refine_predicted_box"].tolist()
     print_report(report)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     if args.fixtures:
         write_fixtures(args.fixtures, spec, weights, cases["synthetic"], arrays, report, args)
     return report
@@ -788,8 +786,4 @@ def write_fixtures(folder, spec, weights, case, arrays, report, args):
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        main()
-    else:
-        from jaxtrack import cli
-        cli.run(main)
+    run(main)

@@ -55,7 +55,6 @@ Run-time shims (the reference's files are not modified; none changes a value it 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -65,7 +64,8 @@ import time
 
 import numpy as np
 
-from jaxtrack_harness import agreement, compact_json, first_frames, fps, rel
+from jaxtrack_harness import (agreement, check_reference, compact_json, first_frames, fps, rel, run,
+                              tracking_parser, write_report)
 
 REFERENCE_COMMIT = "3957205"
 
@@ -341,26 +341,14 @@ OFFICIAL = {"crop": "rounded", "clamp_box": False}
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--reference", help="siamfc-pytorch checkout (e.g. git archive 3957205)")
-    ap.add_argument("--sequence", default="../shared/data/otb/Crossing", help="an OTB sequence folder")
-    ap.add_argument("--frames", type=int, default=0, help="only the first N frames (0: all)")
-    ap.add_argument("--synthetic-frames", type=int, default=100)
-    ap.add_argument("--synthetic-seed", type=int, default=0)
-    ap.add_argument("--component-frames", type=int, default=6, help="frames traced for the components")
-    ap.add_argument("--seed", type=int, default=20240, help="weights seed")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
-    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), help="jaxtrack settings end to end")
-    ap.add_argument("--json", default="siamfc_reference.json")
-    ap.add_argument("--fixtures", help="also write the test fixtures to this folder")
-    ap.add_argument("--fixture-frames", type=int, default=24, help="synthetic frames in the fixtures")
-    ap.add_argument("--workdir", help="keep the weights, .pth and frames here (default: a temp dir)")
+    ap = tracking_parser(__doc__, reference_help="siamfc-pytorch checkout (e.g. git archive 3957205)",
+                         json_default="siamfc_reference.json", seed=20240, configs=CONFIGS, frames=0,
+                         synthetic_frames=100, component_frames=6, fixture_frames=24,
+                         workdir_help="keep the weights, .pth and frames here (default: a temp dir)")
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
-    if not args.reference or not os.path.isdir(os.path.join(args.reference, "siamfc")):
-        ap.error("--reference must be a siamfc-pytorch checkout (holding siamfc/)")
+    check_reference(ap, args.reference, "siamfc", "siamfc-pytorch")
 
     import cv2
 
@@ -431,9 +419,7 @@ def main(argv=None):
     report["speed_fps"] = speed
 
     print_report(report)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     if args.fixtures:
         write_fixtures(args.fixtures, spec, weights, syn, seq, ref, arrays, args)
     return report
@@ -490,8 +476,4 @@ def write_fixtures(folder, spec, weights, syn, seq, ref, arrays, args):
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        main()
-    else:
-        from jaxtrack import cli
-        cli.run(main)
+    run(main)

@@ -43,7 +43,6 @@ modified): see :data:`SHIMS`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -53,7 +52,8 @@ import time
 
 import numpy as np
 
-from jaxtrack_harness import agreement, compact_json, first_frames, fps, rel
+from jaxtrack_harness import (agreement, check_reference, compact_json, first_frames, fps, rel, run,
+                              tracking_parser, write_report)
 
 REFERENCE_COMMIT = "b0b35c1"
 REPOSITORY = "https://github.com/ZikunZhou/TADT-python"
@@ -535,21 +535,10 @@ def reference_boxes(boxes) -> np.ndarray:
 # --------------------------------------------------------------------------- main
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--reference", help="TADT-python checkout (tested at b0b35c1)")
-    ap.add_argument("--sequence", default="../shared/data/otb/Crossing", help="an OTB sequence folder")
-    ap.add_argument("--frames", type=int, default=40, help="only the first N frames (0: all)")
-    ap.add_argument("--synthetic-frames", type=int, default=20)
-    ap.add_argument("--synthetic-seed", type=int, default=0)
-    ap.add_argument("--component-frames", type=int, default=4, help="frames recorded for the components")
-    ap.add_argument("--seed", type=int, default=20241, help="weights seed")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
-    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), help="jaxtrack settings end to end")
-    ap.add_argument("--json", default="tadt_reference.json")
-    ap.add_argument("--fixtures", help="also write the test fixtures to this folder")
-    ap.add_argument("--fixture-frames", type=int, default=8, help="synthetic frames in the fixtures")
-    ap.add_argument("--workdir", help="keep the weights and frames here (default: a temp dir)")
+    ap = tracking_parser(__doc__, reference_help="TADT-python checkout (tested at b0b35c1)",
+                         json_default="tadt_reference.json", seed=20241, configs=CONFIGS, frames=40,
+                         synthetic_frames=20, component_frames=4, fixture_frames=8,
+                         workdir_help="keep the weights and frames here (default: a temp dir)")
     ap.add_argument("--speed-only", action="store_true",
                     help="only time both on the real sequence (no recording, no synthetic sequence)")
     ap.add_argument("--reuse", action="store_true",
@@ -557,8 +546,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
-    if not args.reference or not os.path.isfile(os.path.join(args.reference, "tadt_tracker.py")):
-        ap.error("--reference must be a TADT-python checkout (holding tadt_tracker.py)")
+    check_reference(ap, args.reference, "tadt_tracker.py", "TADT-python")
 
     import cv2
     import scipy.io
@@ -666,9 +654,7 @@ def main(argv=None):
     report["init_seconds"] = init_s
 
     print_report(report)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     if args.fixtures:
         write_fixtures(args.fixtures, spec, weights, syn, seq, ref, arrays, args)
     return report
@@ -757,8 +743,4 @@ def write_fixtures(folder, spec, weights, syn, seq, ref, arrays, args):
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        main()
-    else:
-        from jaxtrack import cli
-        cli.run(main)
+    run(main)
