@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -72,7 +71,7 @@ import time
 import numpy as np
 
 from jaxtrack_harness import (agreement, check_reference, compact_json, first_frames, fps, rel, run,
-                              tracking_parser, write_report)
+                              run_worker, tracking_parser, write_report)
 
 REFERENCE = "https://github.com/LPXTT/GradNet-Tensorflow"
 MODEL_PATH = "ckpt/base_l5_1t_49/model_epoch49.ckpt"     # parameters.py's model_path
@@ -294,15 +293,8 @@ class Tracer:
 
 
 def run_reference(args, job: dict, workdir: str) -> tuple[dict, dict]:
-    job = dict(job, arrays_out=os.path.join(workdir, "ref_arrays.npz"), json_out=os.path.join(workdir, "ref.json"))
-    path = os.path.join(workdir, "job.json")
-    with open(path, "w") as f:
-        json.dump(job, f)
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(args.reference))
-    subprocess.run([args.tf_python, os.path.abspath(__file__), "--worker", path], env=env, check=True)
-    with open(job["json_out"]) as f:
-        out = json.load(f)
-    return out, dict(np.load(job["arrays_out"]))
+    """Run :func:`worker` under ``--tf-python`` in a child whose PYTHONPATH is the reference."""
+    return run_worker(__file__, job, workdir, [args.reference], args.tf_python)
 
 
 # --------------------------------------------------------------------------- jaxtrack's side

@@ -106,3 +106,20 @@ def run(main) -> None:
     else:
         from jaxtrack import cli
         cli.run(main)
+
+
+def run_worker(script: str, job: dict, workdir: str, pythonpath, python: str = sys.executable,
+               cwd=None, **env) -> tuple[dict, dict]:
+    """Run ``script --worker JOB`` in a child whose PYTHONPATH is ``pythonpath`` (a list: the
+    reference checkout, shims before it) with ``env`` added, in ``cwd``; the child writes
+    ``job["json_out"]`` and ``job["arrays_out"]``, returned as (dict, name -> array)."""
+    import subprocess
+    job = dict(job, arrays_out=os.path.join(workdir, "ref_arrays.npz"), json_out=os.path.join(workdir, "ref.json"))
+    path = os.path.join(workdir, "job.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    child_env = dict(os.environ, PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in pythonpath), **env)
+    subprocess.run([python, os.path.abspath(script), "--worker", path], env=child_env, check=True, cwd=cwd)
+    with open(job["json_out"]) as f:
+        out = json.load(f)
+    return out, dict(np.load(job["arrays_out"]))

@@ -71,7 +71,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -79,7 +78,7 @@ import types
 
 import numpy as np
 
-from jaxtrack_harness import rel, run, write_report
+from jaxtrack_harness import rel, run, run_worker, write_report
 
 REFERENCE_COMMIT = "7eb9e74bd3d40e29dbcec444902237da13de247b"
 PRROI_COMMIT = "f75570ae05aea68a2ebc100f60a54194b0a9d15c"
@@ -306,15 +305,7 @@ def classifier(feat, im, job, torch, out, p):
 
 def run_reference(reference: str, job: dict, workdir: str, python: str = sys.executable):
     """Run :func:`worker` in a child whose PYTHONPATH is the reference checkout."""
-    job = dict(job, arrays_out=os.path.join(workdir, "ref_arrays.npz"), json_out=os.path.join(workdir, "ref.json"))
-    path = os.path.join(workdir, "job.json")
-    with open(path, "w") as f:
-        json.dump(job, f)
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(reference))
-    subprocess.run([python, os.path.abspath(__file__), "--worker", path], env=env, check=True)
-    with open(job["json_out"]) as f:
-        out = json.load(f)
-    return out, dict(np.load(job["arrays_out"]))
+    return run_worker(__file__, job, workdir, [reference], python)
 
 
 # --------------------------------------------------------------------------- inputs

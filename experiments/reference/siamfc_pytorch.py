@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ import time
 import numpy as np
 
 from jaxtrack_harness import (agreement, check_reference, compact_json, first_frames, fps, rel, run,
-                              tracking_parser, write_report)
+                              run_worker, tracking_parser, write_report)
 
 REFERENCE_COMMIT = "3957205"
 
@@ -187,17 +186,7 @@ def trace(ref, torch, make, read_image, comp: dict, prefix: str, arrays_out: dic
 
 def run_reference(reference: str, job: dict, workdir: str, python: str = sys.executable) -> tuple[dict, dict]:
     """Run :func:`worker` in a child whose PYTHONPATH is the reference checkout."""
-    job = dict(job, arrays_out=os.path.join(workdir, "ref_arrays.npz"),
-               json_out=os.path.join(workdir, "ref.json"))
-    path = os.path.join(workdir, "job.json")
-    with open(path, "w") as f:
-        json.dump(job, f)
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(reference))
-    subprocess.run([python, os.path.abspath(__file__), "--worker", path], env=env, check=True)
-    with open(job["json_out"]) as f:
-        out = json.load(f)
-    arrays = dict(np.load(job["arrays_out"]))
-    return out, arrays
+    return run_worker(__file__, job, workdir, [reference], python)
 
 
 # --------------------------------------------------------------------------- jaxtrack's side

@@ -45,15 +45,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 from jaxtrack_harness import (agreement, check_reference, compact_json, first_frames, fps, rel, run,
-                              tracking_parser, write_report)
+                              run_worker, tracking_parser, write_report)
 
 REFERENCE_COMMIT = "b0b35c1"
 REPOSITORY = "https://github.com/ZikunZhou/TADT-python"
@@ -252,15 +250,7 @@ def run_reference(reference: str, job: dict, workdir: str) -> tuple[dict, dict]:
     """Run :func:`worker` in a child whose PYTHONPATH is the stubs, then the reference."""
     stubs = os.path.join(workdir, "stubs")
     write_stubs(stubs)
-    job = dict(job, arrays_out=os.path.join(workdir, "ref_arrays.npz"), json_out=os.path.join(workdir, "ref.json"))
-    path = os.path.join(workdir, "job.json")
-    with open(path, "w") as f:
-        json.dump(job, f)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([stubs, os.path.abspath(reference)]), MPLBACKEND="Agg")
-    subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", path], env=env, check=True, cwd=workdir)
-    with open(job["json_out"]) as f:
-        out = json.load(f)
-    return out, dict(np.load(job["arrays_out"]))
+    return run_worker(__file__, job, workdir, [stubs, reference], cwd=workdir, MPLBACKEND="Agg")
 
 
 # --------------------------------------------------------------------------- jaxtrack's side
