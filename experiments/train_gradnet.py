@@ -1,8 +1,12 @@
 """Train GradNet offline: the loss of the gradient-updated template, differentiated
 through the inner ``jax.grad``, with template generalization, on a cached pool of pairs
-from the package photographs and synthetic sequences (never a benchmark sequence). The
-template branch and update subnet train from the trained SiamFC; ``--variant siamfc``
-trains the SiamFC baseline on the same pairs and steps. Design notes: docs/training.md.
+from the package photographs and synthetic sequences (never a benchmark sequence).
+``--recipe official`` (the default) is GradNet-Tensorflow's train.py: the search branch
+from the trained SiamFC, the template branch and update subnet from random weights,
+template 0 of a batch of 8 against all 8 search regions, no weight decay on biases;
+``--recipe project`` is the project's reading (:data:`jaxtrack.train.gradnet.RECIPES`).
+``--variant siamfc`` trains the SiamFC baseline on the same pairs and steps.
+Design notes: docs/training.md.
 
     python experiments/train_gradnet.py --out runs/gradnet_full --steps 1000 \
         --export jaxtrack/checkpoints/gradnet_mobilenet_v2.msgpack
@@ -10,6 +14,7 @@ trains the SiamFC baseline on the same pairs and steps. Design notes: docs/train
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -25,6 +30,8 @@ def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "alexnet"])
     ap.add_argument("--variant", default="full", choices=gradnet.VARIANTS)
+    ap.add_argument("--recipe", default="official", choices=sorted(gradnet.RECIPES),
+                    help="template init, batch, bias decay and update scale (train.gradnet.RECIPES)")
     ap.add_argument("--generalization", action=argparse.BooleanOptionalAction, default=True,
                     help="template generalization (M): K search regions from K sources")
     ap.add_argument("--out", required=True, help="run folder: checkpoint, log")
@@ -41,11 +48,13 @@ def parse(argv=None):
                     help="same: the loss on the regions the gradient was taken on (official); "
                          "next: on a second view/frame of the same targets (a triplet pool)")
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--groups", type=int, default=8, help="templates per step (with generalization)")
-    ap.add_argument("--k", type=int, default=4, help="search regions per template")
+    ap.add_argument("--groups", type=int, default=None,
+                    help="official recipe: pairs per batch (8); project: templates per step (4)")
+    ap.add_argument("--k", type=int, default=None, help="project recipe: search regions per template (4)")
     common.add_sgd_args(ap)
     ap.add_argument("--bn-momentum", type=float, default=0.95)
-    ap.add_argument("--update-gamma", type=float, default=0.1, help="initial BN scale of the update subnet")
+    ap.add_argument("--update-gamma", type=float, default=None,
+                    help="initial BN scale of the update subnet (official recipe 1, project 0.1)")
     ap.add_argument("--first-order", action="store_true", help="stop the second-order terms (comparison)")
     ap.add_argument("--train-search", action="store_true",
                     help="(an extension) also train the search branch and bias, adding the SiamFC "
@@ -54,11 +63,17 @@ def parse(argv=None):
     ap.add_argument("--clip-template", type=float, default=None,
                     help="clip the global norm of the template branch's and update subnet's "
                          "gradient (with --train-search the features under them move, and the "
-                         "x1e4 inner gradient can then blow the step up)")
+                         "x1e4 inner gradient can then blow the step up); default the recipe's "
+                         "(official 10, project none; never the siamfc baseline's); 0: no clip")
     ap.add_argument("--siamfc-weights", default=None, help="trained SiamFC to start from")
     ap.add_argument("--allow-random-siamfc", action="store_true", help="(tests) start from a random SiamFC head")
     common.add_run_args(ap, ckpt_every=100)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    recipe = gradnet.RECIPES[args.recipe]
+    for name in ("groups", "k", "update_gamma", "clip_template"):
+        if getattr(args, name) is None and not (name == "clip_template" and args.variant == "siamfc"):
+            setattr(args, name, getattr(recipe, name))
+    return args
 
 
 def main(argv=None):
@@ -66,14 +81,17 @@ def main(argv=None):
     if args.train_search and (args.variant == "siamfc" or args.target_view == "next"):
         raise SystemExit("--train-search is for the GradNet variants with --target-view same")
     os.makedirs(args.out, exist_ok=True)
+    recipe = gradnet.RECIPES[args.recipe]
     config = gradnet.variant_config(args.backbone, args.variant)
     params = gradnet.start_params(config, args.siamfc_weights, args.seed, args.allow_random_siamfc,
-                                  args.update_gamma)
+                                  args.update_gamma, recipe.template_init if args.variant != "siamfc" else "siamfc")
     trainable, frozen = gradnet.split_params(config, args.variant, params, args.train_search)
     generalization = args.generalization and args.variant != "siamfc"
+    # official: templates 1..groups-1 of the batch enter the update's BN statistics with a zero gradient
+    zero_templates = args.groups - 1 if recipe.one_template and generalization else 0
 
     schedule, opt = gradnet.optimizer(trainable, args.lr, args.final_lr, args.steps, args.weight_decay,
-                                      args.momentum, args.clip_template)
+                                      args.momentum, args.clip_template, recipe.decay_biases)
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")
@@ -84,7 +102,7 @@ def main(argv=None):
         frozen = {**frozen, "update_stats": restored["stats"]}
 
     devices = common.data_parallel()
-    loss_fn = gradnet.make_loss(config, args.variant, args.first_order)
+    loss_fn = gradnet.make_loss(config, args.variant, args.first_order, zero_templates)
     bn_m = args.bn_momentum
 
     @jax.jit
@@ -115,7 +133,7 @@ def main(argv=None):
     last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
     for step in range(step0, last):
         batch = gradnet.make_batch(pool, config, response, args.seed, step, args.groups, args.k,
-                                   generalization, next_view, args.train_search)
+                                   generalization, next_view, args.train_search, recipe.one_template)
         (z, x, labels, weights), eval_views, z_own = jax.device_put(batch, devices.data)
         trainable, opt_state, frozen, loss = train_step(trainable, opt_state, frozen, z, x, labels, weights,
                                                         jnp.asarray(step == 0), eval_views, z_own)
@@ -131,7 +149,9 @@ def main(argv=None):
         checkpoints.save_variables(args.export, gradnet.export_variables(config, args.variant, final))
         common.write_provenance(args.export, {
             "command": common.command_line("experiments/train_gradnet.py", argv),
-            "variant": args.variant, "generalization": generalization, "backbone": args.backbone,
+            "variant": args.variant, "recipe": args.recipe, **dataclasses.asdict(recipe),
+            "update_gamma": args.update_gamma, "zero_gradient_templates": zero_templates,
+            "generalization": generalization, "backbone": args.backbone,
             "target_view": args.target_view,
             "steps": args.steps, "groups": args.groups, "k": args.k, "seed": args.seed,
             "pool": args.pool, "pool_seed": args.pool_seed, "siamfc_pool": args.siamfc_pool,

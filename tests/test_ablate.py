@@ -168,7 +168,7 @@ def test_gradnet_trains_each_recipe_once_and_refuses_other_arguments(tmp_path):
                    "SiamFC +budget, triplets": {"weights": str(tmp_path / "run" / "siamfc_next.msgpack")}}
     full = json.loads((tmp_path / "run" / "full.msgpack.json").read_text())["command"].split(" ")
     assert full[1:] == ["--variant", "full", "--out", str(tmp_path / "run" / "train_full"), "--steps", "7",
-                        "--pool", "4096", "--pool-dir", str(tmp_path / "run"), "--groups", "8", "--k", "4",
+                        "--pool", "4096", "--pool-dir", str(tmp_path / "run"),
                         "--seed", "3", "--export", str(tmp_path / "run" / "full.msgpack"),
                         "--siamfc-pool", "pool.npz", "--images", "", "--synthetic", "2"]
     triplets = json.loads((tmp_path / "run" / "siamfc_next.msgpack.json").read_text())["command"]

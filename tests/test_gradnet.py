@@ -272,3 +272,46 @@ def test_trace_gradnet_reports_updates_and_memory_drift():
     # memory_keep = rescue_keep = 1: the memory never moves (the template still updates)
     frozen = gradnet_trace(jaxtrack.make_tracker("gradnet", memory_keep=1.0, rescue_keep=1.0, **kw), seq)
     assert all(r["memory_drift"] == 0 for r in frozen)
+
+
+def test_zero_gradient_templates_enter_the_update_statistics():
+    """The official batch's templates 1-7 (zero inner gradient) count in the update subnet's
+    BN statistics exactly as explicit zero inputs would."""
+    config, params, *_ = _tiny(seed=4)
+    u = jax.random.normal(jax.random.PRNGKey(1), (1, 8, 8, 16))
+    padded = jnp.concatenate([u, jnp.zeros((3, 8, 8, 16))])
+    got, stats = gradnet.update_subnet(config, params, u, train=True, zero_templates=3)
+    want, want_stats = gradnet.update_subnet(config, params, padded, train=True)
+    np.testing.assert_allclose(got, want[:1], rtol=1e-5, atol=1e-6)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), stats, want_stats)
+    alone, _ = gradnet.update_subnet(config, params, u, train=True)
+    assert np.abs(np.asarray(alone) - np.asarray(got)).max() > 1e-3
+
+
+def test_official_recipe_batch_weight_decay_and_template_init():
+    """The official recipe: one template against ``groups`` regions of distinct sources (its
+    own first), kernels decayed and biases not, the template branch drawn afresh."""
+    sources = np.repeat(np.arange(10), 2)
+    pool = {"z": np.arange(20, dtype=np.float32)[:, None, None, None] * np.ones((20, 4, 4, 3), np.float32),
+            "x": np.arange(20, dtype=np.float32)[:, None, None, None] * np.ones((20, 6, 6, 3), np.float32),
+            "offsets": np.zeros((20, 2), np.float32), "sources": sources}
+    config = gradnet.GradNetConfig()
+    (z, x, labels, _), _, _ = train_gradnet.make_batch(pool, config, 9, 0, 3, 8, 4, True, one_template=True)
+    assert z.shape[0] == 1 and x.shape[:2] == (1, 8) and labels.shape[:2] == (1, 8)
+    ids = x[0, :, 0, 0, 0].astype(int)
+    assert ids[0] == int(z[0, 0, 0, 0]) and len(set(sources[ids].tolist())) == 8
+    (z, x, _, _), _, _ = train_gradnet.make_batch(pool, config, 9, 0, 3, 8, 4, False, one_template=True)
+    assert z.shape[0] == 8 and x.shape[:2] == (8, 1)
+    with pytest.raises(ValueError, match="12 different sources"):
+        train_gradnet.sample_groups(np.random.default_rng(0), sources, 1, 12, True)
+
+    _, params, *_ = _tiny(seed=2)
+    mask = train_gradnet.kernels_only({"template": params["template"], "update": params["update"]})
+    flat = jax.tree_util.tree_flatten_with_path(mask)[0]
+    assert any(v for _, v in flat) and all(v == (path[-1].key == "kernel") for path, v in flat)
+    fresh = train_gradnet.random_template_branch(params, jax.random.PRNGKey(0), update_gamma=1.0)
+    k = np.asarray(fresh["template"]["adjust"]["kernel"])
+    assert np.abs(k).max() <= 0.02 + 1e-6 and 0.005 < k.std() < 0.01
+    np.testing.assert_array_equal(fresh["template"]["adjust"]["bias"], np.float32(0.1))
+    np.testing.assert_array_equal(fresh["update"]["bn"]["scale"], 1.0)
+    np.testing.assert_array_equal(fresh["search"]["adjust"]["kernel"], params["search"]["adjust"]["kernel"])

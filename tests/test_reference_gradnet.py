@@ -81,8 +81,10 @@ def test_crossing_boxes_are_gradnet_tensorflows(otb_root):
 
 def test_official_options_are_config_fields():
     from jaxtrack.configs import variants
-    assert variants("gradnet")["official"] == dict(META["jaxtrack_options"], backbone="alexnet")
-    c = gradnet.GradNetConfig()
+    assert variants("gradnet")["official"] == {"backbone": "alexnet"}
+    c = gradnet.GradNetConfig()                      # the official options are the default
+    assert {k: getattr(c, k) for k in META["jaxtrack_options"]} == META["jaxtrack_options"]
+    c = gradnet.GradNetConfig(**variants("gradnet")["continuous"])
     assert (c.crop, c.centre_cell, c.round_side, c.official_refind, c.clamp_box) == (
         "continuous", "exact", False, False, True)
     with pytest.raises(ValueError, match="crop"):

@@ -114,8 +114,11 @@ def test_rounded_crop_is_opencvs_resize_of_the_rounded_window():
 
 def test_official_options_are_config_fields():
     from jaxtrack.configs import variants
-    assert variants("siamfc")["official"] == dict(META["jaxtrack_options"], backbone="alexnet")
-    assert siamfc.SiamFCConfig().crop == "continuous" and siamfc.SiamFCConfig().clamp_box
+    assert variants("siamfc")["official"] == {"backbone": "alexnet"}
+    c = siamfc.SiamFCConfig()                        # the official options are the default
+    assert {k: getattr(c, k) for k in META["jaxtrack_options"]} == META["jaxtrack_options"]
+    c = siamfc.SiamFCConfig(**variants("siamfc")["continuous"])
+    assert c.crop == "continuous" and c.clamp_box
     with pytest.raises(ValueError, match="crop"):
         siamfc.SiamFCConfig(crop="nearest")
     with pytest.raises(ValueError, match="supersample"):

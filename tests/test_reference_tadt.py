@@ -135,9 +135,12 @@ def test_crossing_boxes_are_tadt_pythons(otb_root):
 def test_official_options_are_config_fields():
     from jaxtrack.configs import variants
     options = {k: v for k, v in META["jaxtrack_options"].items() if k != "vgg_normalization"}
-    assert variants("tadt")["official"] == options
-    default = tadt.make_config()
-    assert (default.geometry, default.regression, default.ranking) == ("project",) * 3
+    assert variants("tadt")["official"] == {"backbone": "vgg16", "balance_channels": 49}
+    default = tadt.make_config()                     # the official computation is the default
+    assert tadt.make_config(**variants("tadt")["official"]) == tadt.make_config(**options)
+    assert (default.geometry, default.regression, default.ranking) == ("official",) * 3
+    project = tadt.make_config(**variants("tadt")["project"])
+    assert (project.geometry, project.regression, project.ranking) == ("project",) * 3
     for field in ("geometry", "regression", "ranking"):
         with pytest.raises(ConfigError, match=field):
             tadt.make_config(**{field: "matlab"})

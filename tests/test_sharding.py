@@ -157,8 +157,9 @@ def test_data_parallel_iounet_training_4_devices_matches_1(tmp_path):
 
 
 def test_data_parallel_gradnet_training_4_devices_matches_1(tmp_path):
-    """GradNet, second-order step with template generalization (4 templates x 2 regions)."""
-    base = ["--images", "", "--synthetic", "3", "--pool", "8", "--groups", "4", "--k", "2",
+    """GradNet, second-order step with template generalization (4 templates x 2 regions: the
+    project recipe; the official one has a single template to shard)."""
+    base = ["--recipe", "project", "--images", "", "--synthetic", "3", "--pool", "8", "--groups", "4", "--k", "2",
             "--steps", "3", "--ckpt-every", "3", "--seed", "5", "--allow-random-siamfc"]
     l1, l4 = _train_1_and_4(tmp_path, "train_gradnet.py", base, "pool_*.npz")
     assert [r["step"] for r in l1] == [r["step"] for r in l4] == [1]

@@ -423,10 +423,13 @@ def written_differ(ours, seqref) -> int:
 
 OFFICIAL = {"crop": "official", "centre_cell": "floor", "round_side": True, "official_refind": True,
             "clamp_box": False}
+# the project's continuous geometry (--variant continuous, the default before the official one)
+CONTINUOUS = {"crop": "continuous", "centre_cell": "exact", "round_side": False, "official_refind": False,
+              "clamp_box": True}
 CONFIGS = {   # jaxtrack GradNet (alexnet) settings compared end to end
-    "default": {},
-    "official crops only": {"crop": "official"},
-    "official options (--variant official)": OFFICIAL,
+    "continuous": CONTINUOUS,
+    "official crops only": dict(CONTINUOUS, crop="official"),
+    "official options (default)": OFFICIAL,
     "official options but continuous crops": {k: v for k, v in OFFICIAL.items() if k != "crop"},
     "official options but centre (up-1)/2": dict(OFFICIAL, centre_cell="exact"),
     "official options but exact sx": dict(OFFICIAL, round_side=False),
@@ -510,10 +513,12 @@ def main(argv=None):
         return jaxtrack.make_tracker("gradnet", backbone="alexnet", weights=prefix, **cfg)
 
     from jaxtrack.configs import variants
-    assert variants("gradnet")["official"] == dict(OFFICIAL, backbone="alexnet"), "OFFICIAL != --variant official"
-    trackers = {"default crops": make(), "official crops": make(**OFFICIAL)}
+    official = gradnet.GradNetConfig(**variants("gradnet")["official"])
+    assert all(getattr(official, k) == v for k, v in OFFICIAL.items()), "OFFICIAL != --variant official"
+    assert variants("gradnet")["continuous"] == CONTINUOUS, "CONTINUOUS != --variant continuous"
+    trackers = {"continuous crops": make(**CONTINUOUS), "official crops": make(**OFFICIAL)}
     trackers["reference crops"] = trackers["official crops"]
-    conv1 = np.asarray(trackers["default crops"].params["search"]["params"]["conv1"]["kernel"])
+    conv1 = np.asarray(trackers["continuous crops"].params["search"]["params"]["conv1"]["kernel"])
     assert np.array_equal(conv1, weights["siamese/scala1/conv/weights"][:, :, ::-1]), "loader mismatch"
 
     report = {"reference": {"repository": REFERENCE, "tensorflow": ref["tensorflow"], "opencv": ref["opencv"],
@@ -530,7 +535,7 @@ def main(argv=None):
         jt = JitTracker(make(**CONFIGS[label]))
         e2e[label] = {}
         for s in (seq, syn):
-            if s is seq and label in ("default", "official options (--variant official)"):
+            if s is seq and label in ("continuous", "official options (default)"):
                 run_sequence(jt, first_frames(s, 3))                          # compile
                 res = run_sequence(jt, s)
                 fps_[label] = fps(res.times)
@@ -538,7 +543,7 @@ def main(argv=None):
                 res = run_sequence(jt, s)
             e2e[label][s.name] = agreement(res.boxes, ref_boxes(ref["sequences"][s.name]))
             e2e[label][s.name]["written_boxes_differ"] = written_differ(res.boxes, ref["sequences"][s.name])
-            if label == "official options (--variant official)":
+            if label == "official options (default)":
                 e2e[label][s.name]["boxes"] = np.asarray(res.boxes).tolist()
     fps_["GradNet-Tensorflow"] = ref["speed_fps"]
     report["end_to_end"] = e2e
@@ -551,10 +556,10 @@ def main(argv=None):
 
 
 def print_report(report):
-    modes = ("default crops", "official crops", "reference crops")
+    modes = ("continuous crops", "official crops", "reference crops")
     for name, comp in report["components"].items():
         print(f"\nComponents ({name}, first frames): max |jaxtrack - reference| / max |reference|")
-        print("| component | default | `--variant official` | the reference's crops |")
+        print("| component | `--variant continuous` | default (official) | the reference's crops |")
         print("|---|---:|---:|---:|")
         for row, vals in comp.items():
             cells = [vals.get(m, "") for m in modes]

@@ -321,10 +321,10 @@ def track_both(tracker, seq, ref_boxes_1based, warmup: bool = False):
 # --------------------------------------------------------------------------- main
 
 CONFIGS = {   # jaxtrack SiamFC settings compared end to end
-    "default (continuous crops, box clamp)": {},
-    "rounded crops, box clamp": {"crop": "rounded"},
-    "continuous crops, no clamp": {"clamp_box": False},
-    "official options (rounded crops, no clamp)": {"crop": "rounded", "clamp_box": False},
+    "continuous crops, box clamp (--variant continuous)": {"crop": "continuous", "clamp_box": True},
+    "rounded crops, box clamp": {"crop": "rounded", "clamp_box": True},
+    "continuous crops, no clamp": {"crop": "continuous", "clamp_box": False},
+    "official options (rounded crops, no clamp; the default)": {"crop": "rounded", "clamp_box": False},
 }
 OFFICIAL = {"crop": "rounded", "clamp_box": False}
 
@@ -382,7 +382,7 @@ def main(argv=None):
     print(f"reference ran in {time.time() - t0:.1f} s on {ref['device']} (torch {ref['torch']})")
 
     trackers = {mode: jaxtrack.make_tracker("siamfc", backbone="alexnet", weights=pth, **cfg)
-                for mode, cfg in (("continuous", {"clamp_box": False}), ("rounded", OFFICIAL))}
+                for mode, cfg in (("continuous", {"crop": "continuous", "clamp_box": False}), ("rounded", OFFICIAL))}
     # both loaders: jaxtrack's variables equal the generated arrays
     conv1 = np.asarray(trackers["rounded"].params["backbone"]["params"]["conv1"]["kernel"])
     assert np.array_equal(conv1, weights["backbone.conv1.0.weight"].transpose(2, 3, 1, 0))

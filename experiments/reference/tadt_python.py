@@ -24,7 +24,7 @@ PYTHONPATH is a folder of stubs followed by that checkout; nothing of it is copi
    conv4_1 / conv4_3 features, the regressors' trained weights, the ranking
    gradient, the selected channels and balance weights, the 3x45x45 responses, the upsampled
    maps, and its state before each update. jaxtrack computes the same quantities three ways:
-   its default, its official options (:data:`OFFICIAL`), and fed the reference's features and
+   its project options (:data:`PROJECT`), its official options (:data:`OFFICIAL`, the default), and fed the reference's features and
    selection (so each stage is compared on equal inputs).
 3. **End to end.** Both track the real sequence and a synthetic one
    (``jaxtrack.data.synthetic.make_sequence``, written as PNG for the reference) from the same
@@ -79,11 +79,13 @@ SHIMS = [
 # jaxtrack's official options (the "official" variant of jaxtrack/configs/tadt.py, on VGG-16)
 OFFICIAL = {"geometry": "official", "regression": "official", "ranking": "official",
             "balance_channels": 49}
+# jaxtrack's own computation (--variant project, the default before the official one)
+PROJECT = {"geometry": "project", "regression": "project", "ranking": "project"}
 CONFIGS = {   # jaxtrack settings compared end to end (all: backbone vgg16, x - 128 input)
-    "default": {},
-    "balance_channels=49": {"balance_channels": 49},
-    "+ geometry=official": {"geometry": "official", "balance_channels": 49},
-    "+ regression=official": {"geometry": "official", "regression": "official", "balance_channels": 49},
+    "project": PROJECT,
+    "balance_channels=49": dict(PROJECT, balance_channels=49),
+    "+ geometry=official": dict(PROJECT, geometry="official", balance_channels=49),
+    "+ regression=official": dict(PROJECT, geometry="official", regression="official", balance_channels=49),
     "official (+ ranking=official)": OFFICIAL,
 }
 
@@ -378,7 +380,7 @@ def hwc(x):
 
 
 def compare_components(params, seq, ref: dict, arrays: dict, key, n_frames: int) -> dict:
-    """Rows: component -> {mode: value}; modes "default", "official options" and "reference
+    """Rows: component -> {mode: value}; modes "project", "official options" and "reference
     inputs" (jaxtrack's official computation on the reference's features and selection)."""
     import jax.numpy as jnp
 
@@ -401,7 +403,7 @@ def compare_components(params, seq, ref: dict, arrays: dict, key, n_frames: int)
     def sel_diff(a, b):
         return int(np.sum((a > 0) != (b > 0)))
 
-    parts = {"default": init_parts(make(params), frame0, box0, key),
+    parts = {"project": init_parts(make(params, **PROJECT), frame0, box0, key),
              "official options": init_parts(make(params, **OFFICIAL), frame0, box0, key),
              "reference inputs": init_parts(make(params, **OFFICIAL), frame0, box0, key, feats=ref_feats0)}
     for mode, p in parts.items():
@@ -415,11 +417,11 @@ def compare_components(params, seq, ref: dict, arrays: dict, key, n_frames: int)
         for tap, i in (("conv4_1", 0), ("conv4_3", 1)):
             ref_imp = r0(f"reg_w_{i}").sum(axis=(0, 2, 3))
             ours = p["reg_s" if i == 0 else "reg_d"]
-            if mode != "default":
+            if mode != "project":
                 put(f"regression importance {tap} (rel.)", mode, rel(ours, ref_imp))
             put(f"regression importance {tap}: same sign (share)", mode, agree(ours, ref_imp))
         ref_rank = r0("rank_grad_sum")
-        if mode != "default":
+        if mode != "project":
             put("ranking importance conv4_1 (rel.)", mode, rel(p["rank_s"], ref_rank))
         put("ranking importance conv4_1: same sign (share)", mode, agree(p["rank_s"], ref_rank))
         put("selected conv4_1 channels (ours / reference)", mode,
@@ -652,14 +654,14 @@ def main(argv=None):
 
 def speed_only(args, job, real: dict, seq, pth: str, workdir: str) -> dict:
     """Update frames per second and first-frame seconds of the reference (untraced) and of
-    jaxtrack's default and official options on the real sequence, one after the other."""
+    jaxtrack's project and official options on the real sequence, one after the other."""
     from jaxtrack.driver import JitTracker, run_sequence
     from jaxtrack.models.vgg16 import load_vgg16_variables
     ref, _ = run_reference(args.reference, dict(job, sequences={seq.name: dict(real, record=[])}), workdir)
     rs = ref["sequences"][seq.name]
     out = {"TADT-python": {"update_fps": (len(seq) - 1) / rs["toc_s"], "first_frame_s": rs["times"][0]}}
     params = {"backbone": load_vgg16_variables(pth)[0]}
-    for label in ("default", "official (+ ranking=official)"):
+    for label in ("project", "official (+ ranking=official)"):
         jt = JitTracker(make(params, **CONFIGS[label]))
         run_sequence(jt, first_frames(seq, 3))                          # compiles init and track_step
         res = run_sequence(jt, seq)
@@ -673,9 +675,9 @@ def speed_only(args, job, real: dict, seq, pth: str, workdir: str) -> dict:
 
 
 def print_report(report):
-    modes = ("default", "official options", "reference inputs")
+    modes = ("project", "official options", "reference inputs")
     print(f"\nComponents ({report['sequence']}): max |jaxtrack - reference| / max |reference| unless named")
-    print("| component | default | official options | fed the reference's inputs |")
+    print("| component | `--variant project` | official options (default) | fed the reference's inputs |")
     print("|---|---:|---:|---:|")
     for row, vals in report["components"].items():
         cells = [vals.get(m, "") for m in modes]

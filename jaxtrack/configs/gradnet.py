@@ -35,16 +35,20 @@ VARIANTS = frozen({
     "updated_map_only": {"grad_influence": 1.0},
     "updated_map_only_no_update": {"grad_influence": 1.0, "online_update": False},
     "alexnet": {"backbone": "alexnet"},                     # the paper's network (official TF checkpoint)
-    # GradNet-Tensorflow's track.py arithmetic (docs/fidelity_gradnet.md)
-    "official": {"backbone": "alexnet", "crop": "official", "centre_cell": "floor", "round_side": True,
-                 "official_refind": True, "clamp_box": False},
+    # GradNet-Tensorflow's network (its track.py arithmetic is the default; docs/fidelity_gradnet.md)
+    "official": {"backbone": "alexnet"},
+    # the project's continuous geometry: exact-position crops, exact map centre, box clamp
+    "continuous": {"crop": "continuous", "centre_cell": "exact", "round_side": False,
+                   "official_refind": False, "clamp_box": True},
     "tiny": {"instance_size": 191, "response_up": 4, "num_samples": 2, "update_interval": 2,
              "threshold_frames": 2, "no_window_after": 3, "rescue_before": 4},
 })
 
 # training recipe -> train_gradnet.py arguments (each row trains its recipe once)
+# (every recipe trains with train_gradnet.py's default --recipe official unless it names one)
 TRAIN = {
     "full": ["--variant", "full"],
+    "project": ["--variant", "full", "--recipe", "project"],     # the project's reading of train.py
     "no_m": ["--variant", "full", "--no-generalization"],
     "no_mg": ["--variant", "no_mg", "--no-generalization"],
     "two_u": ["--variant", "two_u"],
@@ -70,6 +74,7 @@ ABLATION = {                                              # in the order they ru
     "w/o U, SiamFC tracking": Row("gradnet", "siamfc_tracking_no_update", train="full"),
     "GradNet, updated map only": Row("gradnet", "updated_map_only", train="full"),
     "w/o U, updated map only": Row("gradnet", "updated_map_only_no_update", train="full"),
+    "GradNet, project recipe": Row("gradnet", train="project"),
     "GradNet, next-view loss": Row("gradnet", train="next"),
     "GradNet, joint features": Row("gradnet", train="joint"),
     "GradNet, joint features, SiamFC tracking": Row("gradnet", "siamfc_tracking", train="joint"),
@@ -83,11 +88,13 @@ DEFAULT_ROWS = ("GradNet", "SiamFC +budget", "w/o U", "w/o M", "w/o MG", "w 2U",
 
 # ---------------------------------------------------------------------------- the ablation's steps
 
-# train_gradnet.py flags every recipe gets (``experiments/ablate.py`` flags of the same names)
+# train_gradnet.py flags every recipe gets (``experiments/ablate.py`` flags of the same names;
+# groups and k None: each recipe's own, jaxtrack.train.gradnet.RECIPES)
 TRAIN_OPTIONS = {"steps": 400, "pool": 4096, "pool_dir": None, "siamfc_pool": None,
-                 "siamfc_weights": None, "groups": 8, "k": 4, "train_args": "", "export_full": None,
+                 "siamfc_weights": None, "groups": None, "k": None, "train_args": "", "export_full": None,
                  "heldout": 512, "train_script": None}
 HELDOUT_SYNTHETIC = 64     # the held-out probe's synthetic sequences (train_gradnet.py's default)
+HELDOUT_K = 4              # the held-out probe's search regions per template unless --k is given
 
 
 def options(ctx) -> dict:
@@ -105,8 +112,10 @@ def train_argv(recipe: str, out: str, export: str, opts: dict, seed: int) -> lis
     """train_gradnet.py's arguments for ``recipe``: the recipe, then the flags every recipe gets."""
     argv = TRAIN[recipe] + ["--out", os.path.join(out, "train_" + recipe), "--steps", str(opts["steps"]),
                             "--pool", str(opts["pool"]), "--pool-dir", opts["pool_dir"] or out,
-                            "--groups", str(opts["groups"]), "--k", str(opts["k"]),
                             "--seed", str(seed), "--export", export]
+    for flag in ("groups", "k"):
+        if opts[flag] is not None:
+            argv += ["--" + flag, str(opts[flag])]
     if opts["siamfc_pool"] and recipe_flag(recipe, "--target-view") != "next":   # triplets are drawn
         argv += ["--siamfc-pool", opts["siamfc_pool"]]
     if opts["siamfc_weights"]:
@@ -200,7 +209,7 @@ def heldout_probe(rows, trackers, ctx) -> None:
                                   DEFAULT_IMAGES, HELDOUT_SYNTHETIC, seed=99)
         t0 = time.time()
         done[label] = jax.tree_util.tree_map(float, train.heldout_metrics(
-            config, params, pool, k=opts["k"], seed=ctx.seed))
+            config, params, pool, k=opts["k"] or HELDOUT_K, seed=ctx.seed))
         ctx.log(f"held-out probe {label} ({time.time() - t0:.0f} s)")
 
 

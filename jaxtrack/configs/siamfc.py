@@ -1,11 +1,12 @@
-"""SiamFC variants. ``default``: siamfc-pytorch's tracking values (:class:`SiamFCConfig`)."""
+"""SiamFC variants. ``default``: siamfc-pytorch's tracking values and crops (:class:`SiamFCConfig`);
+``continuous``: jaxtrack's bilinear crops at the exact position with the pysot-style box clamp."""
 from jaxtrack.configs import frozen
 
 VARIANTS = frozen({
     "default": {},
     "mobilenet_v2": {"backbone": "mobilenet_v2"},   # the ImageNet stand-in with its trained head
-    # siamfc-pytorch's computation to float rounding: whole-pixel crops resized as OpenCV
-    # resizes uint8 images, no box clamp (docs/fidelity_siamfc.md); load its .pth with --weights
-    "official": {"backbone": "alexnet", "crop": "rounded", "clamp_box": False},
+    "continuous": {"crop": "continuous", "clamp_box": True},     # the project's geometry
+    # siamfc-pytorch's network (docs/fidelity_siamfc.md): load its .pth with --weights
+    "official": {"backbone": "alexnet"},
     "tiny": {"backbone": "alexnet", "instance_size": 191, "response_up": 4},
 })

@@ -1,5 +1,5 @@
-"""TADT variants: the official channel selection (``default``), TADT-python's computation
-(``official``) and the paper's ablations.
+"""TADT variants: TADT-python's channel selection and geometry (``default``), its network
+(``official``), the project's own geometry and losses (``project``) and the paper's ablations.
 
 Geometry and channel budget per backbone are in :data:`jaxtrack.trackers.tadt.BACKBONE_DEFAULTS`.
 The ablation table adds the number of channels each selection keeps per sequence (``SWEEP``).
@@ -11,10 +11,11 @@ from jaxtrack.trackers.tadt import SELECTIONS
 VARIANTS = frozen({
     "default": {},
     **{s: {"selection": s} for s in SELECTIONS},             # target_aware is the default
-    # TADT-python's computation on VGG-16 (docs/fidelity_tadt.md): its window geometry and
-    # OpenCV resizes, SGD regression, LSEP ranking, 49-channel balance; load its .mat with --weights
-    "official": {"backbone": "vgg16", "geometry": "official", "regression": "official",
-                 "ranking": "official", "balance_channels": 49},
+    # TADT-python's network, VGG-16, with its 49-channel balance (docs/fidelity_tadt.md; its
+    # window geometry, SGD regression and LSEP ranking are the default); its .mat with --weights
+    "official": {"backbone": "vgg16", "balance_channels": 49},
+    # jaxtrack's own: continuous window, closed-form regression, pairwise ranking importance
+    "project": {"geometry": "project", "regression": "project", "ranking": "project"},
     # a small geometry: search window 88 px at stride 8 -> 11x11 maps (fast tests)
     "tiny": {"min_size": 16.0, "max_size": 24.0, "rank_steps": 3, "reg_iters": 30},
 })

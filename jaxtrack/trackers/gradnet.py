@@ -70,14 +70,14 @@ class GradNetConfig:
     min_size: float = 4.0              # box size clamp (pixels)
     min_side_ratio: float = 0.2        # official minSx / maxSx
     max_side_ratio: float = 5.0
-    # the official track.py's arithmetic, each on its own (docs/fidelity_gradnet.md); the
-    # defaults keep jaxtrack's continuous geometry
-    crop: str = "continuous"           # "official": its whole-pixel cv2 crops and two-stage pyramid (G16)
-    centre_cell: str = "exact"         # "floor": displacement from map cell up // 2, official int(up/2) (G14)
-    round_side: bool = False           # G15: displacement with round(sx), official trackerEval(round(sx))
-    official_refind: bool = False      # G17: the re-search compounds on the first search's update,
+    # the official track.py's arithmetic (the defaults, docs/fidelity_gradnet.md); the
+    # "continuous" variant keeps jaxtrack's continuous geometry
+    crop: str = "official"             # its whole-pixel cv2 crops and two-stage pyramid (G16), or "continuous"
+    centre_cell: str = "floor"         # G14: displacement from map cell up // 2, official int(up/2); or "exact"
+    round_side: bool = True            # G15: displacement with round(sx), official trackerEval(round(sx))
+    official_refind: bool = True       # G17: the re-search compounds on the first search's update,
                                        # around the official image centre, triggered on the rounded box
-    clamp_box: bool = True             # G18: False: centre and size unclamped (official)
+    clamp_box: bool = False            # G18: centre and size unclamped (official); True clamps them
 
     def __post_init__(self):
         models.check_backbone("gradnet", self.backbone, BACKBONES)
@@ -213,14 +213,18 @@ def make_labels(offsets, response: int, stride: int, r_pos: float):
     return labels, weights
 
 
-def update_subnet(config: GradNetConfig, params, u, train: bool = False):
+def update_subnet(config: GradNetConfig, params, u, train: bool = False, zero_templates: int = 0):
     """tanh(BN(conv3x3(u))); BN uses batch statistics when ``train`` (returned) and the
-    running ones otherwise."""
+    running ones otherwise. ``zero_templates``: that many more templates with a zero input
+    in the batch statistics (the official training's templates 1-7, whose inner gradient
+    is zero: siamese.py:86, 185)."""
     p = params["update"]
     y = _conv(u, p["conv"], padding="SAME")
     if train:
-        mean = jnp.mean(y, axis=(0, 1, 2))
-        var = jnp.var(y, axis=(0, 1, 2))
+        # conv3x3(0) is the conv bias at every cell
+        batch = jnp.concatenate([y, jnp.broadcast_to(p["conv"]["bias"], (zero_templates,) + y.shape[1:])])
+        mean = jnp.mean(batch, axis=(0, 1, 2))
+        var = jnp.var(batch, axis=(0, 1, 2))
     else:
         mean, var = params["update_stats"]["mean"], params["update_stats"]["var"]
     y = (y - mean) * lax.rsqrt(var + BN_EPS) * p["bn"]["scale"] + p["bn"]["bias"]
@@ -238,13 +242,14 @@ def inner_gradient(config: GradNetConfig, params, h, x, labels, weights):
 
 
 def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
-                    train: bool = False, first_order: bool = False):
+                    train: bool = False, first_order: bool = False, zero_templates: int = 0):
     """The GradNet template update: two forward passes and one backward pass.
 
     h: shallow template features [G, hs, ws, C]; x: search features [G, K, hx, wx, C];
     labels / weights: [G, K, R, R]. Each template's inner loss is the mean over its K
     maps (its gradient does not depend on G). ``first_order`` stops the gradient of the
-    inner gradient (the first-order approximation, for tests and comparison).
+    inner gradient (the first-order approximation, for tests and comparison);
+    ``zero_templates``: :func:`update_subnet`'s.
     Returns (updated template z' [G, hz, wz, C], updated shallow h', BN batch stats).
     """
     if config.use_gradient:
@@ -254,7 +259,7 @@ def gradient_update(config: GradNetConfig, params, h, x, labels, weights, *,
         u = g * config.grad_scale
     else:                                  # "w/o MG": the subnet sees the features
         u = h
-    delta, stats = update_subnet(config, params, u, train)
+    delta, stats = update_subnet(config, params, u, train, zero_templates)
     h_new = h + delta
     return deep(config, params, h_new), h_new, stats
 

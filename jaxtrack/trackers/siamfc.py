@@ -47,10 +47,10 @@ class SiamFCConfig:
     template_crop: int = 8             # mobilenet_v2: centre crop of the 16x16 template map
     min_size: float = 4.0              # box size clamp (pixels), pysot-style robustness
     supersample: int = 1               # anti-aliasing taps per output pixel when cropping
-    crop: str = "continuous"           # "continuous" | "rounded" (siamfc-pytorch's crops), CROPS
-    # True: size >= min_size and centre inside the image (pysot-style robustness);
-    # False: siamfc-pytorch (no clamp; the crop sides follow the scale step exactly)
-    clamp_box: bool = True
+    crop: str = "rounded"              # "rounded" (siamfc-pytorch's crops) | "continuous", CROPS
+    # False: siamfc-pytorch (no clamp; the crop sides follow the scale step exactly);
+    # True: size >= min_size and centre inside the image (pysot-style robustness)
+    clamp_box: bool = False
     # lost: the peak's probability (sigmoid) below lost_ratio x its mean over the first frames
     lost_ratio: float = 0.5
     lost_reference_frames: int = 5

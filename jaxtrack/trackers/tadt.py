@@ -60,14 +60,14 @@ class TADTConfig:
     reg_step: float = 1e-4                # step, in units of 1 / (the loss' curvature bound)
     reg_ridge: float = 0.0                # ridge weight relative to the curvature (official wd: ~0)
     rank_steps: int = 11                  # K: map sizes F + 2k, k = -K..K
-    # official alternatives (defaults: jaxtrack's own; docs/fidelity_tadt.md)
-    regression: str = "project"           # "official": taf.py's SGD (reg_lr, reg_weight_decay, classic
+    # the official computation (the defaults; "project": jaxtrack's own, docs/fidelity_tadt.md)
+    regression: str = "official"          # taf.py's SGD (reg_lr, reg_weight_decay, classic
                                           # momentum, bias, random 1e-8 init), importance = sum of W
     reg_lr: float = 1e-9                  # regression="official": absolute SGD learning rate
     reg_weight_decay: float = 1000.0      # regression="official": SGD weight decay
-    ranking: str = "project"              # "official": taf_rank.py's LSEP on a random 1e-8 conv,
+    ranking: str = "official"             # taf_rank.py's LSEP on a random 1e-8 conv,
                                           # hand-written backward, keep +sum(dL/dX) > 0
-    geometry: str = "project"             # "official": the whole frame rescaled (cv2 INTER_LINEAR,
+    geometry: str = "official"            # the whole frame rescaled (cv2 INTER_LINEAR,
                                           # uint8), integer window, map centre srch/2 - 1, window
                                           # size rounded each frame, no clamps
     max_window: int = 6                   # geometry="official": the window stops growing at this many

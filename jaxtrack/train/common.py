@@ -21,12 +21,14 @@ from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
 
 # ------------------------------------------------------------------ optimiser
 
-def siamfc_sgd(lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float):
-    """(schedule, optimiser) of siamfc-pytorch / GradNet: SGD with momentum and weight decay,
-    the learning rate decaying log-linearly from ``lr`` to ``final_lr`` over ``steps``."""
+def siamfc_sgd(lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float,
+               decay_mask=None):
+    """(schedule, optimiser) of siamfc-pytorch / GradNet: SGD with momentum and weight decay
+    (on the leaves ``decay_mask`` marks, default all), the learning rate decaying
+    log-linearly from ``lr`` to ``final_lr`` over ``steps``."""
     import optax
     schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
-    return schedule, optax.chain(optax.add_decayed_weights(weight_decay),
+    return schedule, optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
                                  optax.sgd(schedule, momentum=momentum))
 
 

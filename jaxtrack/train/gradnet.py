@@ -1,11 +1,12 @@
-"""GradNet offline training (official ``train.py`` semantics): pools of augmented pairs
-(or triplets) with their source ids, template groups for template generalization, the
-loss of the gradient-updated template differentiated through the inner ``jax.grad``, the
-variants of the paper's ablation, and the held-out probe of the three templates.
-Defaults (SGD recipe, r_pos, update subnet) are the official code's; see docs/training.md.
+"""GradNet offline training: pools of augmented pairs (or triplets) with their source ids,
+the batches of the two recipes (:data:`RECIPES`: GradNet-Tensorflow's ``train.py``, and the
+project's reading of it), the loss of the gradient-updated template differentiated through
+the inner ``jax.grad``, the variants of the paper's ablation, and the held-out probe of the
+three templates. Design notes: docs/training.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -22,6 +23,37 @@ from jaxtrack.trackers import gradnet, siamfc
 
 VARIANTS = ("full", "no_mg", "two_u", "siamfc")
 SEARCH_HEAD = ("search", "bias")     # what the SiamFC baseline trains (and train_search adds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How the template branch and update subnet train (both from the same pool and SGD).
+
+    ``template_init``: "random" (truncated normal 0.01, biases 0.1: train.py:439, 462-463
+    restore only the search branch) or "siamfc" (the trained SiamFC head, the deep layers
+    residual at gain 0.1, so the first template is SiamFC's). ``one_template``: a batch is
+    ``groups`` pairs and template 0 alone meets all their search regions (siamese.py:86),
+    the other templates entering the update's BN statistics with a zero gradient; otherwise
+    ``groups`` templates each meet ``k`` regions of ``k`` sources. ``decay_biases``: weight
+    decay on biases too (official: weights only, siamese.py:217-219). ``update_gamma``: the
+    update subnet's initial BN scale (official 1). ``clip_template``: the global-norm clip of
+    the template branch's gradient (not official: the loss here is summed over map cells, the
+    official one averaged, and from the random start at learning rate 1e-2 that sum reaches
+    NaN within 25 steps unclipped; docs/training.md)."""
+    template_init: str
+    one_template: bool
+    decay_biases: bool
+    update_gamma: float
+    groups: int
+    k: int
+    clip_template: float | None = None
+
+
+RECIPES = {
+    "official": Recipe("random", one_template=True, decay_biases=False, update_gamma=1.0, groups=8, k=8,
+                       clip_template=10.0),
+    "project": Recipe("siamfc", one_template=False, decay_biases=True, update_gamma=0.1, groups=4, k=4),
+}
 
 
 # ------------------------------------------------------------------ data
@@ -132,6 +164,10 @@ def sample_groups(rng, sources, groups: int, k: int, generalization: bool):
     the other K-1 come from pairs of K-1 other, mutually different sources; without it,
     G*K templates each with their own search region ([G*K, 1])."""
     n = len(sources)
+    if generalization and k > len(np.unique(sources)):
+        raise ValueError(f"template generalization needs {k} different sources per template, "
+                         f"the pool has {len(np.unique(sources))}: lower --k (--groups in the "
+                         "official recipe) or add sources")
     if not generalization:
         t = rng.integers(0, n, groups * k)
         return t, t[:, None]
@@ -149,11 +185,16 @@ def sample_groups(rng, sources, groups: int, k: int, generalization: bool):
 
 
 def make_batch(pool, config, response: int, seed: int, step: int, groups: int, k: int,
-               generalization: bool, next_view: bool = False, train_search: bool = False):
+               generalization: bool, next_view: bool = False, train_search: bool = False,
+               one_template: bool = False):
     """Step ``step``'s batch (rng ``[seed, 2, step]``, so a resumed run redraws it):
     ((z, x, labels, weights), second views (x2, labels2, weights2) or (), the search
-    regions' own exemplars (``train_search``) or None), float32."""
+    regions' own exemplars (``train_search``) or None), float32. ``one_template``
+    (:class:`Recipe`): ``groups`` pairs, one template meeting all their regions with
+    generalization, each its own without."""
     rng = np.random.default_rng([seed, 2, step])
+    if one_template:
+        groups, k = (1, groups) if generalization else (groups, 1)
     t_idx, s_idx = sample_groups(rng, pool["sources"], groups, k, generalization)
     z = pool["z"][t_idx].astype(np.float32)
     x = pool["x"][s_idx].astype(np.float32)
@@ -201,7 +242,7 @@ def response_size(config, params, pool) -> int:
     return xf.shape[1] - zf.shape[1] + 1
 
 
-def make_loss(config, variant, first_order=False):
+def make_loss(config, variant, first_order=False, zero_templates: int = 0):
     """Training loss ``loss_fn(trainable, frozen, z, x, labels, weights, x_eval, labels_eval,
     weights_eval, z_own) -> (loss, update-subnet BN batch statistics)``. The update's
     gradient is taken on search regions ``x`` (labels, weights); the loss is taken on
@@ -211,7 +252,8 @@ def make_loss(config, variant, first_order=False):
     ``z_own`` [G, K, ...] (training the search branch too): every search region's own exemplar; the
     SiamFC template's loss on those pairs (what the ``siamfc`` baseline trains on) is
     added, and the search branch and bias, trainable then, learn from that loss alone:
-    the features under the tracker's SiamFC map train as the baseline's do."""
+    the features under the tracker's SiamFC map train as the baseline's do.
+    ``zero_templates``: zero-gradient templates in the update's BN statistics (official)."""
     def loss_fn(trainable, frozen, z, x, labels, weights, x_eval=None, labels_eval=None,
                 weights_eval=None, z_own=None):
         live = params = merge(variant, trainable, frozen)
@@ -231,8 +273,8 @@ def make_loss(config, variant, first_order=False):
             stats = frozen["update_stats"]
         else:
             h = gradnet.shallow(config, params, z)
-            zf, _, stats = gradnet.gradient_update(config, params, h, xf, labels, weights,
-                                                   train=True, first_order=first_order)
+            zf, _, stats = gradnet.gradient_update(config, params, h, xf, labels, weights, train=True,
+                                                   first_order=first_order, zero_templates=zero_templates)
         s = gradnet.score_groups(config, params, zf, xe)
         cells = s.shape[-1] * s.shape[-2]
         loss = gradnet.weighted_logistic_loss(s, labels_eval, weights_eval) * cells
@@ -254,24 +296,67 @@ def variant_config(backbone: str, variant: str):
 
 
 def start_params(config, siamfc_weights: str | None = None, seed: int = 0,
-                 allow_random_siamfc: bool = False, update_gamma: float = 0.1):
+                 allow_random_siamfc: bool = False, update_gamma: float = 0.1,
+                 template_init: str = "siamfc"):
     """GradNet params copied from a trained SiamFC (``siamfc_weights``, default the
     committed checkpoint; random with ``allow_random_siamfc``), the rest seeded by ``seed``;
-    ``update_gamma``: the initial BN scale of the update subnet."""
+    ``update_gamma``: the initial BN scale of the update subnet; ``template_init``
+    (:class:`Recipe`) "random" draws the template branch and update conv afresh."""
     sf_config = siamfc.SiamFCConfig(backbone=config.backbone)
     sf = siamfc.load_params(sf_config, weights=siamfc_weights, seed=seed, allow_random=allow_random_siamfc)
-    return gradnet.params_from_siamfc(config, sf, jax.random.PRNGKey(seed), update_gamma=update_gamma)
+    params = gradnet.params_from_siamfc(config, sf, jax.random.PRNGKey(seed), update_gamma=update_gamma)
+    if template_init == "random":
+        params = random_template_branch(params, jax.random.PRNGKey(seed), update_gamma)
+    elif template_init != "siamfc":
+        raise ValueError(f"template_init must be 'random' or 'siamfc', not {template_init!r}")
+    return params
+
+
+def random_template_branch(params, key, update_gamma: float = 1.0, stddev: float = 0.01, bias: float = 0.1):
+    """``params`` with the template branch(es) and the update conv drawn as the official
+    train.py initialises them: kernels from a normal truncated at 2 sd (``stddev``), conv
+    biases ``bias``, BN scale 1 (the update's ``update_gamma``) and offset 0."""
+    def draw(tree, key):
+        out = {}
+        for name, leaf in tree.items():
+            key, sub = jax.random.split(key)
+            if isinstance(leaf, dict):
+                out[name] = draw(leaf, sub)
+            elif name == "kernel":
+                out[name] = stddev * jax.random.truncated_normal(sub, -2.0, 2.0, leaf.shape, leaf.dtype)
+            elif name == "bias":
+                out[name] = jnp.full_like(leaf, bias if "kernel" in tree else 0.0)
+            elif name == "scale":
+                out[name] = jnp.ones_like(leaf)
+            else:
+                out[name] = leaf
+        return out
+    keys = jax.random.split(key, 3)
+    out = dict(params)
+    for name, sub in zip(("template", "template0"), keys[:2]):
+        if name in params:
+            out[name] = draw(params[name], sub)
+    update = draw(params["update"], keys[2])
+    update["bn"] = {**update["bn"], "scale": jnp.full_like(update["bn"]["scale"], update_gamma)}
+    return {**out, "update": update}
 
 
 def optimizer(trainable, lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float,
-              clip_template: float | None = None):
-    """(schedule, optimiser): :func:`siamfc_sgd`; ``clip_template`` clips the global norm of
-    the template branch's and update subnet's gradient, never the baseline's part."""
-    schedule, opt = siamfc_sgd(lr, final_lr, steps, weight_decay, momentum)
+              clip_template: float | None = None, decay_biases: bool = True):
+    """(schedule, optimiser): :func:`siamfc_sgd`, decaying only conv kernels unless
+    ``decay_biases``; ``clip_template`` clips the global norm of the template branch's and
+    update subnet's gradient, never the baseline's part."""
+    schedule, opt = siamfc_sgd(lr, final_lr, steps, weight_decay, momentum,
+                               decay_mask=None if decay_biases else kernels_only)
     if clip_template:
         mask = {k: k not in SEARCH_HEAD for k in trainable}
         opt = optax.chain(optax.masked(optax.clip_by_global_norm(clip_template), mask), opt)
     return schedule, opt
+
+
+def kernels_only(params):
+    """The weight-decay mask of the official recipe: True at conv kernels only."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
 def export_variables(config, variant: str, params):
