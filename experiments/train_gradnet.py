@@ -72,6 +72,7 @@ def parse(argv=None):
     recipe = gradnet.RECIPES[args.recipe]
     for name in ("groups", "k", "update_gamma", "clip_template"):
         if getattr(args, name) is None and not (name == "clip_template" and args.variant == "siamfc"):
+            # (the optimiser never clips the baseline's head; left None so its record says so)
             setattr(args, name, getattr(recipe, name))
     return args
 

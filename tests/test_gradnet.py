@@ -315,3 +315,16 @@ def test_official_recipe_batch_weight_decay_and_template_init():
     np.testing.assert_array_equal(fresh["template"]["adjust"]["bias"], np.float32(0.1))
     np.testing.assert_array_equal(fresh["update"]["bn"]["scale"], 1.0)
     np.testing.assert_array_equal(fresh["search"]["adjust"]["kernel"], params["search"]["adjust"]["kernel"])
+
+
+def test_clip_template_never_clips_the_baseline():
+    """``optimizer(clip_template=...)`` clips the template branch, not the search head nor the
+    siamfc variant's head."""
+    tree = {"template": jnp.ones(4), "search": jnp.ones(4), "head": jnp.ones(4)}
+    grads = {k: 100.0 * jnp.ones(4) for k in tree}
+    _, opt = train_gradnet.optimizer(tree, 1.0, 0.5, 10, 0.0, 0.0, clip_template=1.0)
+    updates, _ = opt.update(grads, opt.init(tree), tree)
+    norm = {k: float(jnp.linalg.norm(v)) for k, v in updates.items()}
+    np.testing.assert_allclose(norm["template"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(norm["search"], 200.0, rtol=1e-5)
+    np.testing.assert_allclose(norm["head"], 200.0, rtol=1e-5)

@@ -349,7 +349,7 @@ def optimizer(trainable, lr: float, final_lr: float, steps: int, weight_decay: f
     schedule, opt = siamfc_sgd(lr, final_lr, steps, weight_decay, momentum,
                                decay_mask=None if decay_biases else kernels_only)
     if clip_template:
-        mask = {k: k not in SEARCH_HEAD for k in trainable}
+        mask = {k: k not in SEARCH_HEAD + ("head",) for k in trainable}   # "head": the siamfc variant's
         opt = optax.chain(optax.masked(optax.clip_by_global_norm(clip_template), mask), opt)
     return schedule, opt
 
