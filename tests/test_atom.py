@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from jaxtrack.models import iounet as iou_lib
 from jaxtrack.models.resnet18 import ResNet18
+from jaxtrack.trackers import atom
 from jaxtrack.trackers import atom_optim as optim
 
 torch = pytest.importorskip("torch")
@@ -307,3 +308,54 @@ def test_float16_head_checkpoint_reads_back_as_float32(tmp_path):
     checkpoints.save_variables(path, bad)
     with pytest.raises(ValueError, match="missing keys"):
         checkpoints.load_variables(path, head)
+
+
+# ------------------------------------------------------------------ pytracking geometry
+
+def test_fourier_interpolation_is_a_zero_padded_spectrum():
+    """``fourier_matrix`` is the series pytracking samples: the centred DFT (Nyquist term on
+    both sides), zero-padded to 288, shifted back by 144."""
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((18, 18))
+    a = np.fft.fft2(s) / 324
+    k = np.fft.fftfreq(18, 1 / 18).astype(int)               # 0..8, -9..-1
+    full = np.zeros((288, 288), complex)
+    for i, ky in enumerate(k):
+        for j, kx in enumerate(k):
+            for sy in ((ky,) if abs(ky) < 9 else (9, -9)):
+                for sx in ((kx,) if abs(kx) < 9 else (9, -9)):
+                    full[sy % 288, sx % 288] += a[i, j] * np.exp(1j * np.pi * (sy + sx))
+    ref = np.real(np.fft.ifft2(full)) * 288 * 288
+    ref = np.roll(ref, (-144, -144), (0, 1))
+    m = atom.fourier_matrix(18, 288).astype(np.float64)
+    np.testing.assert_allclose(m @ s @ m.T, ref, atol=1e-5)
+    # the Nyquist terms counted twice: not an interpolant, the map misses the scores by them
+    assert np.abs((m @ s @ m.T)[::16, ::16] - s).max() > 1e-2
+
+
+def test_sample_patch_cuts_at_the_truncated_position():
+    """pytracking's window ``[int(tl), int(br))``, ``tl = trunc(p) - (s - 1) / 2``, ``br = trunc(p)
+    + s / 2 + 1``, ``int`` toward 0: inside the image ``s + 1`` pixels resized to ``s``
+    (bilinear, half-pixel centres), left of it ``s`` pixels with the edge replicated."""
+    img = (np.arange(40 * 50 * 3, dtype=np.float32).reshape(40, 50, 3) * 7) % 251
+    src = np.maximum((np.arange(16) + 0.5) * 17 / 16 - 0.5, 0)
+    i0 = np.floor(src).astype(int)
+    i1, lam = np.minimum(i0 + 1, 16), (src - i0)[:, None]
+    for pos in ((20.0, 30.0), (20.7, 30.2)):
+        out = np.asarray(atom.sample_patch(jnp.asarray(img), (40, 50), jnp.asarray(pos), 16.0, 16))
+        win = img[int(pos[1]) - 8:int(pos[1]) + 9, int(pos[0]) - 8:int(pos[0]) + 9]
+        rows = win[i0] * (1 - lam[..., None]) + win[i1] * lam[..., None]
+        want = rows[:, i0] * (1 - lam[None]) + rows[:, i1] * lam[None]
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-3)
+    out = np.asarray(atom.sample_patch(jnp.asarray(img), (40, 50), jnp.asarray((2.0, 3.0)), 16.0, 16))
+    np.testing.assert_array_equal(out[0, 0], img[0, 0])
+    np.testing.assert_array_equal(out[7, 7], img[3, 2])            # start (-5, -4)
+
+
+def test_grid19_variant_keeps_the_former_geometry():
+    import jaxtrack
+    from jaxtrack.configs import variant_overrides
+    assert variant_overrides("atom", "grid19") == {"geometry": "grid19"}
+    assert atom.ATOMConfig().geometry == "pytracking"
+    with pytest.raises(ValueError, match="geometry"):
+        jaxtrack.make_tracker("atom", allow_random=True, geometry="nope", params={})

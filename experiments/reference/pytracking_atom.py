@@ -34,7 +34,9 @@ PYTHONPATH is that checkout; nothing of it is copied here. What runs:
    CG) and a later ``ConjugateGradient(ConvProblem)`` step (5 CG) beside ``atom_optim``'s, on
    the reference's normalised layer3 features of the two crops (float16 values), the same
    labels, weights and initial filter/projection, in float32 and float64; jaxtrack both with
-   its data term cut to pytracking's 18x18 score map and as ATOM runs it (19x19).
+   its data term cut to pytracking's 18x18 score map (what ATOM's default ``geometry="pytracking"``
+   runs, ``apply_filter(same=True)``) and on the 19x19 map of the ``grid19`` variant.
+   End-to-end tracking, crops, augmentation and localisation: ``pytracking_atom_track.py``.
 
 Prints tables and writes ``--json``; ``--fixtures DIR`` also writes the numbers that
 ``tests/test_reference_atom.py`` replays (on a synthetic frame; no reference code).
@@ -476,7 +478,8 @@ def compare_classifier(params, case, ref, p):
     """jaxtrack's classifier pieces against the reference's, on the reference's normalised
     features (rounded to float16 values) and the same labels, weights and inits. Columns: "18x18 problem" runs
     ``atom_optim``'s residuals with the data term cut to pytracking's 18x18 score map (the
-    only change, made here); "jaxtrack 19x19" runs them as ATOM does (19x19 scores and labels)."""
+    only change, made here; ATOM's default does the same); "jaxtrack 19x19" runs them as the
+    ``grid19`` variant does (19x19 scores and labels)."""
     import jax.numpy as jnp
 
     from jaxtrack.trackers import atom

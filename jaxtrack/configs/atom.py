@@ -1,4 +1,5 @@
-"""ATOM variants: pytracking's ``atom/default.py`` (``default``) and the ablations.
+"""ATOM variants: pytracking's ``atom/default.py`` (``default``), jaxtrack's former geometry
+(``grid19``) and the ablations.
 
 ``gd`` replaces Gauss-Newton/CG by plain gradient descent with the same number of Jacobian
 products; in the ablation table (``SWEEP``) its step is picked from ``GD_STEPS`` by the mean
@@ -10,6 +11,9 @@ from jaxtrack.eval.sweep import Hooks, init_state
 
 VARIANTS = frozen({
     "default": {},
+    # jaxtrack's former geometry: 19x19 map with a parabolic peak, continuous crops, scale
+    # clamp, augmentation on the 288 crop (docs/fidelity_atom.md, A1-A9)
+    "grid19": {"geometry": "grid19"},
     "no_iou": {"use_iou_net": False},            # the classifier peak moves the box, size kept
     "gd": {"optimizer": "gd"},
     "resnet18": {"backbone": "resnet18"},        # the paper's backbone (pytracking's atom_default.pth)

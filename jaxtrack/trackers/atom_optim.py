@@ -32,8 +32,11 @@ def project(x, proj):
     return jnp.einsum("nhwd,dc->nhwc", x, proj)
 
 
-def apply_filter(x, filt):
+def apply_filter(x, filt, same: bool = False):
     """Scores ``[N, H+1, W+1]`` of samples ``[N, H, W, C]`` with filter ``[k, k, C]`` (pad k//2).
+
+    ``same``: pytracking's ``operation.conv2d(mode='same')``, which for an even kernel drops
+    the last row and column of that map: ``[N, H, W]`` (``libs/operation.py:16-29``).
 
     Written as one channel contraction to ``k*k`` tap maps (a GEMM) followed by ``k*k``
     shifted adds, instead of ``lax.conv``: XLA:CPU's convolution with one output channel,
@@ -42,7 +45,7 @@ def apply_filter(x, filt):
     k = filt.shape[0]
     p = k // 2
     n, h, w, _ = x.shape
-    ho, wo = h + 2 * p - k + 1, w + 2 * p - k + 1
+    ho, wo = (h, w) if same else (h + 2 * p - k + 1, w + 2 * p - k + 1)
     taps = jnp.einsum("nhwc,ijc->nhwij", x, filt)
     taps = jnp.pad(taps, ((0, 0), (p, p), (p, p), (0, 0), (0, 0)))
     out = 0.0
@@ -54,17 +57,18 @@ def apply_filter(x, filt):
 
 # ----------------------------------------------------------------- residuals
 
-def joint_residuals(var, x, y, w, filter_reg, projection_reg, act):
-    """Residuals of the first-frame problem in ``var = (filter, projection)``."""
+def joint_residuals(var, x, y, w, filter_reg, projection_reg, act, same: bool = False):
+    """Residuals of the first-frame problem in ``var = (filter, projection)``
+    (``same``: on the ``[H, W]`` map of :func:`apply_filter`)."""
     filt, proj = var
-    scores = mlu(apply_filter(project(x, proj), filt), act)
+    scores = mlu(apply_filter(project(x, proj), filt, same), act)
     data = jnp.sqrt(w)[:, None, None] * (scores - y)
     return (data, jnp.sqrt(filter_reg) * filt, jnp.sqrt(projection_reg) * proj)
 
 
-def filter_residuals(filt, x, y, w, filter_reg, act):
+def filter_residuals(filt, x, y, w, filter_reg, act, same: bool = False):
     """Residuals of the later-frame problem (projected samples ``x``, filter only)."""
-    scores = mlu(apply_filter(x, filt), act)
+    scores = mlu(apply_filter(x, filt, same), act)
     return (jnp.sqrt(w)[:, None, None] * (scores - y), jnp.sqrt(filter_reg) * filt)
 
 
