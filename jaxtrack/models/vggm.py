@@ -36,18 +36,26 @@ def lrn(x):
 
 
 def maxpool3s2(x):
-    """3x3/2 VALID max pooling as a max over 9 strided slices.
+    """3x3/2 VALID max pooling over 9 strided slices; the gradient goes to the first maximum.
 
-    ``lax.reduce_window`` would do, but its second derivative (DAT differentiates the
-    attention gradient) lowers to variadic reduce-windows that XLA:CPU compiles for
-    minutes; elementwise maxima differentiate to plain selects.
+    Each window's value is one of its taps, chosen (row-major, first of equal values) with
+    the selection held constant, as PyTorch's ``max_pool2d`` routes gradients (and its
+    double backward). Upscaled crops repeat pixels, so equal values in a window are common;
+    ``jnp.maximum`` would split their gradient. ``lax.reduce_window`` would do the forward,
+    but its second derivative (DAT differentiates the attention gradient) lowers to variadic
+    reduce-windows that XLA:CPU compiles for minutes; selects differentiate plainly.
     """
     h, w = (x.shape[1] - 3) // 2 + 1, (x.shape[2] - 3) // 2 + 1
-    out = None
-    for i in range(3):
-        for j in range(3):
-            tap = x[:, i:i + 2 * (h - 1) + 1:2, j:j + 2 * (w - 1) + 1:2]
-            out = tap if out is None else jnp.maximum(out, tap)
+    taps = [x[:, i:i + 2 * (h - 1) + 1:2, j:j + 2 * (w - 1) + 1:2] for i in range(3) for j in range(3)]
+    best, idx = taps[0], jnp.zeros(taps[0].shape, jnp.int32)
+    for k, tap in enumerate(taps[1:], 1):
+        better = tap > best
+        best = jnp.where(better, tap, best)
+        idx = jnp.where(better, k, idx)
+    idx = lax.stop_gradient(idx)
+    out = jnp.where(idx == 0, taps[0], 0.0)
+    for k, tap in enumerate(taps[1:], 1):
+        out = jnp.where(idx == k, tap, out)
     return out
 
 

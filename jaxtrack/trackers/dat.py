@@ -6,9 +6,13 @@ Defaults: the official ``shipubupt/NIPS2018`` ``tracking/options.py`` (:class:`D
 A frozen conv part (``mobilenet_v2`` to features.13, or the paper's ``vggm`` conv1-3) on
 107x107 patches, then fc4-6, initialised at random and trained online from the first frame.
 
+The attention term follows the official ``tracking/run_tracker.py`` by default: plain
+gradients at the first conv's output, for all ``batch_pos + batch_neg`` samples of each
+iteration (re-cropped from the stored frames), conv gradients in the clip norm, batches
+walking permutations of the memories; variant ``guided8`` is jaxtrack's former term.
 Sample memories are fixed-size ring buffers, so ``init`` and ``track_step`` are jittable
-with fixed shapes. Boxes are jaxtrack ``xywh``. Design notes, with the differences from
-the official code: docs/trackers/dat.md.
+with fixed shapes. Boxes are jaxtrack ``xywh``. Design notes: docs/trackers/dat.md; the
+comparison with the official code: docs/fidelity_dat.md.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ MNV2_LAST_BLOCK = 13
 # backbone -> conv feature map of a 107 px patch: MobileNetV2 to features.13 (stride 16), VGG-M conv1-3
 FEATURE_SHAPES = {"mobilenet_v2": (7, 7, 96), "vggm": (3, 3, 512)}
 ATTENTIONS = ("reg", "weight")
+# backbone -> (name of the first conv in the params, its output size on a 107 px patch: kernel, stride, pad)
+FIRST_CONV = {"mobilenet_v2": ("features_0", 3, 2, 1), "vggm": ("conv1", 7, 2, 0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +74,20 @@ class DATConfig:
     grad_clip: float = 10.0
     lr_mult_fc6: float = 10.0
     dropout: float = 0.5
-    # attention samples (second-order part)
-    att_batch: int = 8                 # positives and negatives per iteration in the regulariser
+    # attention maps (second-order part); defaults: the official tracking/run_tracker.py
+    att_layer: str = "conv1"           # "conv1": plain gradient at the first conv's output (official
+                                       # guided_backprop.py hooks conv1's ReLU); "input": w.r.t. the patch
+    att_guided: bool = False           # guided ReLUs in the attention backward (the official hooks never fire)
+    att_source: str = "batch"          # "batch": the batch_pos + batch_neg samples of each iteration,
+                                       # re-cropped from their frames (official); "memory": att_batch of each
+                                       # from a patch memory
+    sampling: str = "permutation"      # "permutation": batches walk permutations of the memories (official);
+                                       # "replacement": drawn with replacement
+    att_batch: int = 8                 # att_source="memory": positives and negatives per iteration
     att_frames: int = 20
     att_pos_per_frame: int = 4
     att_neg_per_frame: int = 8
-    clip_with_conv: bool = False       # vggm: conv grads (lr x0) enter the clipping norm (official; slow on CPU)
+    clip_with_conv: bool = True        # conv grads (lr x0) enter the clipping norm (official: ft_layers conv+fc)
     chunk: int = 0                     # patches per conv forward (lax.map over chunks); 0: 8 on CPU
                                        # (same values as one batch, faster), all at once else
     seed: int = 0                      # fc initialisation
@@ -82,6 +96,12 @@ class DATConfig:
         models.check_backbone("dat", self.backbone, FEATURE_SHAPES)
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"dat: attention must be 'reg' or 'weight', got {self.attention!r}")
+        if self.att_layer not in ("conv1", "input"):
+            raise ConfigError(f"dat: att_layer must be 'conv1' or 'input', got {self.att_layer!r}")
+        if self.att_source not in ("batch", "memory"):
+            raise ConfigError(f"dat: att_source must be 'batch' or 'memory', got {self.att_source!r}")
+        if self.sampling not in ("permutation", "replacement"):
+            raise ConfigError(f"dat: sampling must be 'permutation' or 'replacement', got {self.sampling!r}")
         if self.n_samples < self.top_k:
             raise ConfigError(f"dat: n_samples {self.n_samples} < top_k {self.top_k}")
 
@@ -103,6 +123,10 @@ class DATState(NamedTuple):
     att_neg: Any       # [A, kn, S, S, 3]
     att_neg_feats: Any  # [A, kn, D] their features (to pick hard ones)
     att_seq: Any       # [A]
+    frames: Any        # [F, Hb, Wb, 3] the stored frames (att_source="batch": F = n_frames_long, else 1)
+    frame_sizes: Any   # [F, 2] their true sizes
+    pos_boxes: Any     # [Lp, n_pos_update, 4] the boxes of the stored positives (xywh)
+    neg_boxes: Any     # [Ls, n_neg_update, 4]
     n_stored: Any      # () int32 number of stored frames
     bbreg_w: Any       # [D, 4]
     bbreg_b: Any       # [4]
@@ -303,10 +327,41 @@ def _lr_tree(config: DATConfig, fc, lr):
             for k, v in fc.items()}
 
 
+def needs_attention(config: DATConfig) -> bool:
+    return config.attention == "reg" and config.lam != 0
+
+
+def attention_maps(config: DATConfig, conv, fc, patches):
+    """DAT's attention maps ``[2, B, h, w]`` (positive class, negative class) of ``[B, S, S, 3]``
+    patches: ``sum_c g_c^2`` of the gradient ``g`` of ``10 x`` the class logit (eval mode).
+
+    ``att_layer="conv1"`` (official ``tracking/guided_backprop.py``: a backward hook on the
+    ReLU after conv1 keeps ``grad_in[0]``): ``g`` is taken at the first conv's output, before
+    its rectifier, as the gradient in an offset added to that conv's bias at every position.
+    ``"input"``: w.r.t. the patch. ``att_guided``: guided ReLUs in the backward pass.
+    """
+    g = config.att_guided
+
+    def logits(cv, p):
+        f = conv_features(config, cv, p, guided=g)
+        return fc_logits(fc, f.reshape(f.shape[0], -1), guided=g)
+
+    if config.att_layer == "input":
+        return guided_backprop.attention_maps(lambda p: logits(conv, p), patches)
+    name, k, stride, pad = FIRST_CONV[config.backbone]
+    n = (patches.shape[1] + 2 * pad - k) // stride + 1
+    first = conv[name]
+    zero = jnp.zeros((patches.shape[0], n, n, first["bias"].shape[-1]), jnp.float32)
+
+    def at_offset(d):
+        return logits({**conv, name: {**first, "bias": first["bias"] + d}}, patches)
+    return guided_backprop.attention_maps(at_offset, zero)
+
+
 def classifier_loss(config: DATConfig, fc, conv, pos_feats, neg_feats, att_pos, att_neg, key, lam=None):
     """MDNet's summed binary loss (dropout on) + ``lam`` x DAT's reciprocative regulariser.
 
-    ``att_pos`` / ``att_neg``: input patches for the attention maps (eval mode, guided).
+    ``att_pos`` / ``att_neg``: input patches for the attention maps (:func:`attention_maps`).
     Returns ``(total, (bce, reg))``.
     """
     lam = config.lam if lam is None else lam
@@ -315,11 +370,9 @@ def classifier_loss(config: DATConfig, fc, conv, pos_feats, neg_feats, att_pos, 
     neg_s = fc_logits(fc, weight_features(config, fc, neg_feats), key=kn, rate=config.dropout)
     bce = -jnp.sum(jax.nn.log_softmax(pos_s)[:, 1]) - jnp.sum(jax.nn.log_softmax(neg_s)[:, 0])
     reg = jnp.zeros((), jnp.float32)
-    if config.attention == "reg" and config.lam != 0 and att_pos is not None:
-        def score_fn(p):
-            f = conv_features(config, conv, p, guided=True)
-            return fc_logits(fc, f.reshape(f.shape[0], -1), guided=True)
-        reg = guided_backprop.reciprocative_loss(score_fn, att_pos, att_neg)
+    if needs_attention(config) and att_pos is not None:
+        reg = sum(guided_backprop.reciprocative_terms(attention_maps(config, conv, fc, att_pos),
+                                                      attention_maps(config, conv, fc, att_neg)))
     return bce + lam * reg, (bce, reg)
 
 
@@ -329,22 +382,49 @@ def _sample_idx(key, mask, n):
     return jax.random.choice(key, mask.shape[0], (n,), p=p / jnp.sum(p))
 
 
-def train(config: DATConfig, conv, fc, mom, pos, pos_mask, neg, neg_mask, att_source, key, iters, lr):
+def _perm_idx(key, mask, it, n, min_count: int):
+    """Batch ``it`` of ``n`` indices walking concatenated random permutations of the valid
+    entries (official ``train``: ``np.random.permutation`` of the stacked memory, repeated,
+    sliced ``n`` at a time). Permutation ``r`` is ``argsort`` of uniforms drawn from
+    ``fold_in(key, r)``, valid entries first; ``min_count`` (a lower bound of the number of
+    valid entries) bounds how many permutations one batch spans."""
+    mask = jnp.where(jnp.any(mask), mask, True)
+    count = jnp.sum(mask).astype(jnp.int32)
+    q = it * n + jnp.arange(n)
+    r0 = (it * n) // count
+    rounds = -(-n // max(min_count, 1)) + 1
+
+    def perm(j):
+        u = jax.random.uniform(jax.random.fold_in(key, r0 + j), mask.shape)
+        return jnp.argsort(jnp.where(mask, u, 2.0))
+    perms = jax.vmap(perm)(jnp.arange(rounds))
+    return perms[jnp.clip(q // count - r0, 0, rounds - 1), q % count]
+
+
+def train(config: DATConfig, conv, fc, mom, pos, pos_mask, neg, neg_mask, att_source, key, iters, lr,
+          min_count=None):
     """``iters`` SGD steps (MDNet ``train``): 32 positives, 32 hard negatives of 1024.
 
     ``att_source(key, fc, pos_idx, hard_neg_idx) -> (pos_patches, neg_patches)`` gives the
-    attention samples. Conv parameters (VGG-M) are differentiated only to enter the
-    gradient-norm clipping (lr multiplier 0, as the official options).
+    attention samples. Conv parameters are differentiated to enter the gradient-norm
+    clipping (``clip_with_conv``; lr multiplier 0, as the official options). ``min_count``:
+    ``(positives, negatives)`` at least valid (``sampling="permutation"``).
     """
     lrs = _lr_tree(config, fc, lr)
-    need_att = config.attention == "reg" and config.lam != 0
-    conv_in_norm = need_att and config.backbone == "vggm" and config.clip_with_conv
+    need_att = needs_attention(config)
+    conv_in_norm = need_att and config.clip_with_conv
+    key, kpp, kpn = jax.random.split(key, 3)
+    mc = min_count or (pos.shape[0], neg.shape[0])
 
     def step(i, carry):
         fc, mom, key = carry
         key, k1, k2, k3, k4 = jax.random.split(key, 5)
-        pos_idx = _sample_idx(k1, pos_mask, config.batch_pos)
-        cand = _sample_idx(k2, neg_mask, config.batch_neg_cand)
+        if config.sampling == "permutation":
+            pos_idx = _perm_idx(kpp, pos_mask, i, config.batch_pos, mc[0])
+            cand = _perm_idx(kpn, neg_mask, i, config.batch_neg_cand, mc[1])
+        else:
+            pos_idx = _sample_idx(k1, pos_mask, config.batch_pos)
+            cand = _sample_idx(k2, neg_mask, config.batch_neg_cand)
         cand_feats = neg[cand].astype(jnp.float32)
         hard = lax.top_k(scores_of(config, fc, cand_feats), config.batch_neg)[1]
         att_pos = att_neg = None
@@ -403,11 +483,13 @@ def init(config: DATConfig, params, frame: Frame, box, key) -> DATState:
     neg = extract(config, conv, frame, neg_boxes)
 
     a = config.att_batch
+    batch_att = config.att_source == "batch"
 
     def att_first_frame(k, fc_, pos_idx, neg_idx):
         del k, fc_
-        return (crop_patches(config, frame, pos_boxes[pos_idx[:a]]),
-                crop_patches(config, frame, neg_boxes[neg_idx[:a]]))
+        if not batch_att:
+            pos_idx, neg_idx = pos_idx[:a], neg_idx[:a]
+        return crop_patches(config, frame, pos_boxes[pos_idx]), crop_patches(config, frame, neg_boxes[neg_idx])
 
     fc, _ = train(config, conv, fc, _zeros_like(fc), pos, jnp.ones(pos.shape[0], bool),
                   neg, jnp.ones(neg.shape[0], bool), att_first_frame, kt, config.maxiter_init,
@@ -415,26 +497,43 @@ def init(config: DATConfig, params, frame: Frame, box, key) -> DATState:
 
     d = pos.shape[1]
     mdt = jnp.bfloat16
-    pos_feats = jnp.zeros((config.n_frames_long, config.n_pos_update, d), mdt).at[0].set(
-        pos[:config.n_pos_update].astype(mdt))
-    neg_feats = jnp.zeros((config.n_frames_short, config.n_neg_update, d), mdt).at[0].set(
-        neg[:config.n_neg_update].astype(mdt))
+    npu, nnu = config.n_pos_update, config.n_neg_update
+    pos_feats = jnp.zeros((config.n_frames_long, npu, d), mdt).at[0].set(pos[:npu].astype(mdt))
+    neg_feats = jnp.zeros((config.n_frames_short, nnu, d), mdt).at[0].set(neg[:nnu].astype(mdt))
     s = config.img_size
     kp_, kn_ = config.att_pos_per_frame, config.att_neg_per_frame
-    att_pos = jnp.zeros((config.att_frames, kp_, s, s, 3), jnp.uint8).at[0].set(
+    na = 1 if batch_att else config.att_frames
+    att_pos = jnp.zeros((na, kp_, s, s, 3), jnp.uint8).at[0].set(
         _to_u8(crop_patches(config, frame, pos_boxes[:kp_])))
-    att_neg = jnp.zeros((config.att_frames, kn_, s, s, 3), jnp.uint8).at[0].set(
+    att_neg = jnp.zeros((na, kn_, s, s, 3), jnp.uint8).at[0].set(
         _to_u8(crop_patches(config, frame, neg_boxes[:kn_])))
-    att_neg_feats = jnp.zeros((config.att_frames, kn_, d), mdt).at[0].set(neg[:kn_].astype(mdt))
+    att_neg_feats = jnp.zeros((na, kn_, d), mdt).at[0].set(neg[:kn_].astype(mdt))
+    nf = config.n_frames_long if batch_att and needs_attention(config) else 1
+    frames = jnp.zeros((nf,) + frame.image.shape, frame.image.dtype).at[0].set(frame.image)
+    frame_sizes = jnp.zeros((nf, 2), jnp.int32).at[0].set(jnp.asarray(frame.size, jnp.int32))
     return DATState(
         box=box, result=box, trans_f=jnp.asarray(config.trans_f, jnp.float32), fc=fc,
         momentum=_zeros_like(fc),
         pos_feats=pos_feats, pos_seq=jnp.full((config.n_frames_long,), -1, jnp.int32).at[0].set(0),
         neg_feats=neg_feats, neg_seq=jnp.full((config.n_frames_short,), -1, jnp.int32).at[0].set(0),
         att_pos=att_pos, att_neg=att_neg, att_neg_feats=att_neg_feats,
-        att_seq=jnp.full((config.att_frames,), -1, jnp.int32).at[0].set(0),
+        att_seq=jnp.full((na,), -1, jnp.int32).at[0].set(0),
+        frames=frames, frame_sizes=frame_sizes,
+        pos_boxes=jnp.zeros((config.n_frames_long, npu, 4), jnp.float32).at[0].set(pos_boxes[:npu]),
+        neg_boxes=jnp.zeros((config.n_frames_short, nnu, 4), jnp.float32).at[0].set(neg_boxes[:nnu]),
         n_stored=jnp.ones((), jnp.int32), bbreg_w=bbreg_w, bbreg_b=bbreg_b,
         frame_index=jnp.zeros((), jnp.int32), key=key)
+
+
+def crop_stored(config: DATConfig, frames, sizes, slots, boxes):
+    """MDNet patches of ``boxes`` cropped from the stored frames ``frames[slots]``."""
+    s = config.img_size
+    grow = (s + 2.0 * config.padding) / s
+    fill = jnp.full((3,), 128.0, jnp.float32)
+
+    def one(k, b):
+        return ops.crop_patch(frames[k], sizes[k], b[:2] + b[2:] / 2, b[2:] * grow, s, fill)
+    return jax.vmap(one)(slots, boxes)
 
 
 def _to_u8(p):
@@ -462,7 +561,11 @@ def _collect(config: DATConfig, conv, frame, state: DATState, key):
         att_pos=write(state.att_pos, _to_u8(crop_patches(config, frame, pos_boxes[:kp_]))),
         att_neg=write(state.att_neg, _to_u8(crop_patches(config, frame, neg_boxes[:kn_]))),
         att_neg_feats=write(state.att_neg_feats, feats[npos:npos + kn_].astype(mdt)),
-        att_seq=write(state.att_seq, seq), n_stored=seq + 1)
+        att_seq=write(state.att_seq, seq),
+        frames=write(state.frames, frame.image.astype(state.frames.dtype)),
+        frame_sizes=write(state.frame_sizes, jnp.asarray(frame.size, jnp.int32)),
+        pos_boxes=write(state.pos_boxes, pos_boxes), neg_boxes=write(state.neg_boxes, neg_boxes),
+        n_stored=seq + 1)
 
 
 def _update(config: DATConfig, conv, state: DATState, short: Any, key):
@@ -488,9 +591,19 @@ def _update(config: DATConfig, conv, state: DATState, short: Any, key):
         ni = lax.top_k(s, a)[1]
         return att_pos_flat[pi].astype(jnp.float32), att_neg_flat[ni].astype(jnp.float32)
 
+    nf = state.frames.shape[0]
+
+    def att_batch(k, fc, pos_idx, neg_idx):
+        # positive slot j holds stored frame pos_seq[j], in frame slot pos_seq[j] % nf = j
+        pslots = online.ring_slot(state.pos_seq[pos_idx // npos], nf)
+        nslots = online.ring_slot(state.neg_seq[neg_idx // nneg], nf)
+        return (crop_stored(config, state.frames, state.frame_sizes, pslots, state.pos_boxes.reshape(-1, 4)[pos_idx]),
+                crop_stored(config, state.frames, state.frame_sizes, nslots, state.neg_boxes.reshape(-1, 4)[neg_idx]))
+
     fc, mom = train(config, conv, state.fc, state.momentum,
                     state.pos_feats.reshape(-1, d), pos_mask, state.neg_feats.reshape(-1, d), neg_mask,
-                    att_memory, key, config.maxiter_update, config.lr_update)
+                    att_batch if config.att_source == "batch" else att_memory, key, config.maxiter_update,
+                    config.lr_update, min_count=(npos, nneg))
     return state._replace(fc=fc, momentum=mom)
 
 
