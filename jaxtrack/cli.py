@@ -152,6 +152,7 @@ COMMANDS = {                       # subcommand -> module in jaxtrack.commands
     "report": "report",
     "show": "show",
     "bench": "bench",
+    "roofline": "roofline",
     "export": "export",
     "pack": "pack",
 }

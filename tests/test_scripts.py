@@ -81,3 +81,39 @@ def test_the_jaxtrack_command_lists_every_subcommand_with_an_example(capsys):
             cli.main([name, "--help"])
         text = capsys.readouterr().out
         assert f"jaxtrack {name} " in text, f"jaxtrack {name} --help shows no example"
+
+
+def test_hlo_index_names_the_class_of_each_fused_operation():
+    import jax
+    import jax.numpy as jnp
+    from jaxtrack.commands.roofline import hlo_index
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def f(x, w, d, m):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+        z = jax.lax.conv_general_dilated(jnp.tanh(y), d, (1, 1), "SAME", dimension_numbers=dn,
+                                         feature_group_count=8)
+        return jnp.sin(z).sum() + jnp.cos(z.reshape(-1, 8) @ m).sum()
+
+    args = (jnp.ones((1, 16, 16, 8)), jnp.ones((3, 3, 8, 8)), jnp.ones((3, 3, 1, 8)), jnp.ones((8, 4)))
+    index = hlo_index(jax.jit(f).lower(*args).compile().as_text())
+    classes = {rec["class"] for rec in index.values()}
+    assert {"conv", "depthwise", "dot"} <= classes, index
+    assert any(rec["source"] and "test_scripts.py" in rec["source"] for rec in index.values())
+
+
+def test_roofline_measures_rates_costs_a_profile_and_auc_beside_an_opencv_peer(tmp_path, got10k_root, run_script):
+    out, plot = tmp_path / "r.json", tmp_path / "r.png"
+    run_script("bench_roofline", "--trackers", "siamfc:alexnet", "--frames", "2", "--reps", "2",
+               "--root", got10k_root, "--dataset", "got10k", "--split", "val", "--results", tmp_path / "runs",
+               "--out", out, "--plot", plot)
+    rec = json.loads(out.read_text())
+    assert all(v.get("gflops_per_s", v.get("gb_per_s", 0)) > 0 for v in rec["rates"].values())
+    (row,) = rec["rows"]
+    assert row["gflop_per_frame"] > 0.1 and 0 < row["fraction_of_rate"] and row["fps"] > 0
+    assert row["dominant_class"] == "conv" and row["profile"]["classes"]["conv"]["gflop_per_step"] > 1.0
+    ops = row["profile"]["top_ops"]
+    assert ops and ops[0]["ms_per_step"] > 0 and row["dominant_class"] in ("conv", "dot", "conv1x1", "depthwise")
+    assert set(rec["accuracy"]) >= {"siamfc:alexnet", "opencv:mil"}
+    assert all(0 <= p["auc"] <= 1 and p["fps"] > 0 for p in rec["accuracy"].values())
+    assert plot.stat().st_size > 1000

@@ -374,3 +374,18 @@ def test_tadt_real_data(otb_root, mobilenet_pt):
     other = np.asarray(seqs[1].gt[0], np.float32) + np.array([150, 40, 0, 0], np.float32)
     b = jt.init(jt.params, frame, jnp.asarray(other), jax.random.PRNGKey(0))
     assert set(np.asarray(a.idx_deep)[np.asarray(a.w_deep) > 0]) != set(np.asarray(b.idx_deep)[np.asarray(b.w_deep) > 0])
+
+
+@pytest.mark.parametrize("side_in_search_px", [0.55, 1.0, 1.5])
+def test_official_peak_on_the_small_map_equals_the_full_map(side_in_search_px):
+    # _official_track_step computes the peak on a 1.5 search_px map while the window fits:
+    # the same scale and cell as on the max_window map, the value to float rounding
+    cfg = T.TADTConfig()
+    small = int(np.ceil(T.SMALL_WINDOW * cfg.search_px))
+    x_side = jnp.float32(np.floor(side_in_search_px * cfg.search_px))
+    resp = jax.random.normal(jax.random.PRNGKey(3), (3, cfg.map_size, cfg.map_size))
+    on_small = jax.jit(lambda r, s: T.official_peak(cfg, r, s, cap=small))(resp, x_side)
+    on_full = jax.jit(lambda r, s: T.official_peak(cfg, r, s))(resp, x_side)
+    assert small < T.window_cap(cfg)
+    assert [int(v) for v in on_small[:3]] == [int(v) for v in on_full[:3]]
+    assert abs(float(on_small[3]) - float(on_full[3])) <= 1e-6 * abs(float(on_full[3]))

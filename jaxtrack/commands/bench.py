@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, NamedTuple
 
 T_START = time.perf_counter()
 
@@ -55,22 +56,35 @@ def child_first_step(spec: str) -> dict:
     return {"start_to_first_step_s": t - T_START, "first_init_and_step_s": t - t_ready}
 
 
-def measure(spec: str, frames: int, root: str | None) -> dict:
+class Compiled(NamedTuple):
+    """A tracker's ``init`` and ``track_step`` compiled ahead of time on two synthetic frames."""
+    tracker: Any
+    random_weights: bool
+    init: Any                # jax.stages.Compiled
+    step: Any
+    init_args: tuple         # (params, frame0, box, key)
+    state: Any               # after init and three warm-up steps
+    frame: Any               # the frame every timed step sees
+    compile_init_s: float
+    compile_step_s: float
+    init_run_s: float
+
+
+def compile_tracker(spec: str) -> Compiled:
+    """Build ``NAME[:BACKBONE]``, compile ``init`` and ``track_step`` (no cache), run init and
+    three warm-up steps."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
-    from jaxtrack.driver import JitTracker
     from jaxtrack.frames import pad_frame
     tracker, random_weights = _build(spec)
     f0, f1, box = _frame()
     fr0, fr1 = pad_frame(f0), pad_frame(f1)
-    box = jnp.asarray(box, jnp.float32)
-    key = jax.random.PRNGKey(0)
+    args = (tracker.params, fr0, jnp.asarray(box, jnp.float32), jax.random.PRNGKey(0))
     t = time.perf_counter()
-    init_c = jax.jit(tracker.init).lower(tracker.params, fr0, box, key).compile()
+    init_c = jax.jit(tracker.init).lower(*args).compile()
     t_init = time.perf_counter() - t
     t = time.perf_counter()
-    state = init_c(tracker.params, fr0, box, key)
+    state = init_c(*args)
     jax.block_until_ready(state)
     t_init_run = time.perf_counter() - t
     t = time.perf_counter()
@@ -79,15 +93,34 @@ def measure(spec: str, frames: int, root: str | None) -> dict:
     for _ in range(3):
         state, out = step_c(tracker.params, state, fr1)
     jax.block_until_ready(out)
-    times = []
+    return Compiled(tracker, random_weights, init_c, step_c, args, state, fr1, t_init, t_step, t_init_run)
+
+
+def time_steps(c: Compiled, frames: int):
+    """Seconds per ``track_step`` over ``frames`` steps (the periodic online updates included)."""
+    import jax
+    import numpy as np
+    state, times = c.state, []
     for _ in range(frames):
         t = time.perf_counter()
-        state, out = step_c(tracker.params, state, fr1)
+        state, out = c.step(c.tracker.params, state, c.frame)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t)
-    times = np.asarray(times)
-    rec = {"tracker": spec, "device": str(jax.devices()[0]), "random_weights": random_weights,
-           "compile_init_s": t_init, "compile_track_step_s": t_step, "init_run_ms": 1e3 * t_init_run,
+    return np.asarray(times)
+
+
+def measure(spec: str, frames: int, root: str | None) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jaxtrack.driver import JitTracker
+    from jaxtrack.frames import pad_frame
+    c = compile_tracker(spec)
+    tracker, key = c.tracker, c.init_args[3]
+    times = time_steps(c, frames)
+    rec = {"tracker": spec, "device": str(jax.devices()[0]), "random_weights": c.random_weights,
+           "compile_init_s": c.compile_init_s, "compile_track_step_s": c.compile_step_s,
+           "init_run_ms": 1e3 * c.init_run_s,
            "frame_median_ms": 1e3 * float(np.median(times)), "frame_p90_ms": 1e3 * float(np.percentile(times, 90)),
            # the mean includes the periodic online updates (ATOM, DAT, GradNet) the median hides
            "frame_mean_ms": 1e3 * float(np.mean(times)),
@@ -230,7 +263,8 @@ def run(args):
         print(json.dumps(rec), flush=True)
     print(table(rows))
     from jaxtrack.fileio import atomic_write_json
-    atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:]})
+    import os
+    atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:], "xla_flags": os.environ.get("XLA_FLAGS", "")})
     return rows
 
 

@@ -326,9 +326,10 @@ def official_pyramid(config: GradNetConfig, frame: Frame, center, x_side, fill, 
                              jnp.clip(fill, 0, 255).astype(jnp.int32))
     size = jnp.stack([search, search])
     mid = search.astype(jnp.float32) / 2 - 1.0                # round((search-1)/2 - (t+1)/2) as a corner
-    crops = [ops.crop_patch_rounded(buf, size, jnp.stack([mid, mid]), _round_ratio(out * sides[s], lo), out, fill)
-             for s in (range(config.num_scales) if which is None else which)]
-    return jnp.stack(crops)
+    picked = sides if which is None else sides[jnp.asarray(which)]
+    # one crop graph mapped over the scales (integer arithmetic: the same pixels as a loop)
+    return jax.vmap(lambda side: ops.crop_patch_rounded(buf, size, jnp.stack([mid, mid]),
+                                                        _round_ratio(out * side, lo), out, fill))(picked)
 
 
 # ------------------------------------------------------------------- tracking
@@ -508,24 +509,26 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
 
     if config.online_update:
         rescue = (~reliable) & (i < config.rescue_before) & (peak < threshold * config.rescue_ratio)
+        # the oldest of the best stored samples, in FIFO order as the official list
+        order = (jnp.arange(config.num_samples) - num_stored) % config.num_samples
+        key = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
+        pick = jnp.argmin(jnp.where(key == jnp.max(key), order, config.num_samples + 1))
+        # a rescue on this frame's crop, then the periodic update on the best stored sample,
+        # each only when due: one update subnet in the compiled step, run by a 2-step scan
+        due = jnp.stack([rescue, online.every(i, config.update_interval)])
+        sources = jnp.stack([crop, samples[pick]])
+        keeps = jnp.asarray([[config.rescue_keep, 1 - config.rescue_keep],
+                             [config.memory_keep, 1 - config.memory_keep]], jnp.float32)
 
-        def do_rescue(args):
-            kg, mem = args
-            z, h_up = _update_from_crop(config, params, mem, crop)
-            return z, config.rescue_keep * mem + (1 - config.rescue_keep) * h_up
-        kernel_gra, memory = online.when(rescue, do_rescue, (kernel_gra, memory))
+        def one_update(carry, x):
+            flag, sample, keep = x
 
-        def do_update(args):
-            kg, mem = args
-            # the oldest of the best stored samples, in FIFO order as the official list
-            order = (jnp.arange(config.num_samples) - num_stored) % config.num_samples
-            key = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
-            best_score = jnp.max(key)
-            pick = jnp.argmin(jnp.where(key == best_score, order, config.num_samples + 1))
-            z, h_up = _update_from_crop(config, params, mem, samples[pick])
-            return z, config.memory_keep * mem + (1 - config.memory_keep) * h_up
-        kernel_gra, memory = online.when(online.every(i, config.update_interval), do_update,
-                                         (kernel_gra, memory))
+            def run(args):
+                kg, mem = args
+                z, h_up = _update_from_crop(config, params, mem, sample)
+                return z, keep[0] * mem + keep[1] * h_up
+            return online.when(flag, run, carry), None
+        (kernel_gra, memory), _ = jax.lax.scan(one_update, (kernel_gra, memory), (due, sources, keeps))
 
     state = GradNetState(center, target_size, x_side, state.x_side0, state.fill, state.kernel_sia,
                          kernel_gra, memory, samples, scores, num_stored, last_sample, peak_sum,

@@ -17,6 +17,7 @@ TADT-python computes (docs/fidelity_tadt.md).
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -594,13 +595,20 @@ def _cubic_weights(t, a: float = -0.75):
     return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)])
 
 
-def official_upsample(config: TADTConfig, maps, size):
+def window_cap(config: TADTConfig) -> int:
+    """The largest window side the official geometry compiles for: ``max_window search_px``."""
+    return config.max_window * config.search_px
+
+
+def official_upsample(config: TADTConfig, maps, size, cap: int | None = None):
     """``[3, U, U]`` the maps resized to ``size x size`` (``F.interpolate(bicubic,
-    align_corners=True)``, float32 positions as PyTorch's kernel), U = ``max_window``
-    ``search_px``; rows and columns at or beyond ``size`` are zero (``inside`` says which)."""
+    align_corners=True)``, float32 positions as PyTorch's kernel), U = ``cap`` (default
+    :func:`window_cap`); rows and columns at or beyond ``size`` are zero (``inside`` says
+    which). Entries below ``size`` are the same for any ``cap >= size`` up to float rounding
+    (XLA's dot may sum in another order at another size: 1e-7 relative)."""
     f = maps.shape[-1]
-    cap = config.max_window * config.search_px
-    n = jnp.minimum(size, cap).astype(jnp.int32)
+    cap = cap or window_cap(config)
+    n = jnp.minimum(size, window_cap(config)).astype(jnp.int32)
     i = jnp.arange(cap)
     scale = jnp.float32(f - 1) / jnp.maximum(n - 1, 1).astype(jnp.float32)
     src = scale * i.astype(jnp.float32)
@@ -614,10 +622,11 @@ def official_upsample(config: TADTConfig, maps, size):
     return up, inside[:, None] & inside[None, :]
 
 
-def official_hann(config: TADTConfig, size):
-    """[U, U] ``outer(hann(size), hann(size))`` (scipy, ``sym=True``), zero beyond ``size``."""
-    cap = config.max_window * config.search_px
-    n = jnp.minimum(size, cap).astype(jnp.float32)
+def official_hann(config: TADTConfig, size, cap: int | None = None):
+    """[U, U] ``outer(hann(size), hann(size))`` (scipy, ``sym=True``), zero beyond ``size``;
+    U = ``cap`` (default :func:`window_cap`)."""
+    cap = cap or window_cap(config)
+    n = jnp.minimum(size, window_cap(config)).astype(jnp.float32)
     i = jnp.arange(cap, dtype=jnp.float32)
     h = jnp.where(i < n, 0.5 - 0.5 * jnp.cos(2 * jnp.pi * i / jnp.maximum(n - 1, 1.0)), 0.0)
     return h[:, None] * h[None, :]
@@ -736,6 +745,22 @@ def track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
     return state, TrackOutput(box, peak, lost)
 
 
+SMALL_WINDOW = 1.5     # in search_px: the smaller compiled map size of the official geometry
+
+
+def official_peak(config: TADTConfig, resp, x_side, cap: int | None = None):
+    """The official choice from ``[3, F, F]`` responses: upsampled to the window, plus the
+    weighted Hann window, the best scale by the weighted maxima and the (row, col) of its
+    peak; computed on ``cap x cap`` maps (``cap >= x_side``)."""
+    up, inside = official_upsample(config, resp, x_side, cap)
+    up = up + config.window_weight * official_hann(config, x_side, cap)
+    up = jnp.where(inside, up, -jnp.inf)
+    best = jnp.argmax(jnp.max(up, axis=(1, 2)) * jnp.asarray(config.scale_weights, jnp.float32))
+    n = up.shape[-1]
+    row, col = jnp.unravel_index(jnp.argmax(up[best]), (n, n))
+    return best, row, col, jnp.max(up[best])
+
+
 def _official_track_step(config: TADTConfig, params, state: TADTState, frame: Frame):
     """``geometry="official"``: Tadt_Tracker.tracking. The window (``x_side`` rescaled
     pixels, an integer) is cut from the rescaled frame and resized to ``search_px``; the
@@ -746,18 +771,22 @@ def _official_track_step(config: TADTConfig, params, state: TADTState, frame: Fr
     feats = selected_features(xs, xd, state.idx_shallow, state.w_shallow, state.idx_deep,
                               state.w_deep)
     resp, relative_peak = response_maps(config, state, feats)
-    up, inside = official_upsample(config, resp, state.x_side)
-    up = up + config.window_weight * official_hann(config, state.x_side)
-    up = jnp.where(inside, up, -jnp.inf)
+    # the windowed maps at the smallest compiled size that holds the window: the same cells
+    # (those beyond the window are -inf at any size; values to float rounding), a fraction of
+    # the work while the window stays under SMALL_WINDOW search_px (under vmap both branches run)
+    small = int(np.ceil(SMALL_WINDOW * config.search_px))
+    if small < window_cap(config):
+        best, row, col, peak = jax.lax.cond(state.x_side <= small,
+                                        partial(official_peak, config, cap=small),
+                                        partial(official_peak, config, cap=window_cap(config)),
+                                        resp, state.x_side)
+    else:
+        best, row, col, peak = official_peak(config, resp, state.x_side)
     sc = jnp.asarray(scales(config))
-    best = jnp.argmax(jnp.max(up, axis=(1, 2)) * jnp.asarray(config.scale_weights, jnp.float32))
-    cap = up.shape[-1]
-    loc = jnp.unravel_index(jnp.argmax(up[best]), (cap, cap))               # (row, col)
-    disp = (jnp.stack([loc[1], loc[0]]).astype(jnp.float32) - (state.x_side / 2 - 1)) * sc[best]
+    disp = (jnp.stack([col, row]).astype(jnp.float32) - (state.x_side / 2 - 1)) * sc[best]
     center = state.center + disp
     target_size = state.target_size * sc[best]
-    x_side = jnp.minimum(round_half_up(state.x_side * sc[best]), cap)
-    peak = jnp.max(up[best])
+    x_side = jnp.minimum(round_half_up(state.x_side * sc[best]), window_cap(config))
     lost, peak_sum = online.low_peak(state.frame_index + 1, relative_peak, state.peak_sum,
                                      config.lost_reference_frames, config.lost_ratio)
     state = state._replace(center=center, target_size=target_size, x_side=x_side,
