@@ -1,9 +1,18 @@
-"""What the tests against the official code's fixtures share: running a jitted tracker over a
-sequence while recording maps, and the per-frame box check."""
+"""What the tests against the official code's fixtures share: reading the fixture arrays,
+running a jitted tracker over a sequence while recording maps, and the per-frame box check."""
+import functools
+
 import jax
 import numpy as np
 
 from jaxtrack.frames import pad_frame
+
+
+@functools.lru_cache(maxsize=4)
+def load_arrays(path) -> dict:
+    """Every array of a fixture ``.npz`` (read once per path)."""
+    with np.load(path) as z:
+        return dict(z)
 
 
 def track_recording(params, step, maps, state, seq, num_frames: int, maps_at=()):

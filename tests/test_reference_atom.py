@@ -17,6 +17,7 @@ from jaxtrack.models.iounet import iounet_from_pytracking
 from jaxtrack.models.resnet18 import resnet18_from_torch
 from jaxtrack.prroi_pool import prroi_pool
 from jaxtrack.trackers import atom
+from reference_checks import load_arrays
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference" / "atom"
 META = json.loads((FIXTURES / "atom_reference.json").read_text())
@@ -29,10 +30,8 @@ def rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@functools.lru_cache(maxsize=1)
 def reference():
-    with np.load(FIXTURES / "reference.npz") as z:
-        return dict(z)
+    return load_arrays(FIXTURES / "reference.npz")
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ import pytest
 from jaxtrack.core import Frame
 from jaxtrack.data.synthetic import make_sequence
 from jaxtrack.trackers import dat
+from reference_checks import load_arrays
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference" / "dat"
 META = json.loads((FIXTURES / "dat_reference.json").read_text())
@@ -37,10 +38,8 @@ def rel_ref(ours_torch_layout, name):
     return float(np.abs(a - r[name + "_sub"]).max() / float(r[name + "_absmax"]))
 
 
-@functools.lru_cache(maxsize=1)
 def reference():
-    with np.load(FIXTURES / "reference.npz") as z:
-        return dict(z)
+    return load_arrays(FIXTURES / "reference.npz")
 
 
 @functools.lru_cache(maxsize=1)

@@ -137,18 +137,15 @@ def install_shims():
     torch.autograd.grad = plain_grad
 
 
-def worker(job_path: str) -> None:
-    """Runs under PYTHONPATH=<reference checkout>: the reference's side of every comparison."""
-    with open(job_path) as f:
-        job = json.load(f)
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""                   # shim: CPU
-    import torch
-    torch.set_num_threads(int(job["threads"]))
-    install_shims()
+
+def reference_parameters(torch, job: dict):
+    """In the child: the seeded arrays (``job["weights_npz"]``) loaded strictly into
+    pytracking's ``atom_resnet18``, saved as its checkpoint (``job["pth"]``) and read back
+    through pytracking's own path (``parameter/atom/default.py`` -> ``ATOMResNet18`` ->
+    ``load_network``) on the CPU. Returns (params, the ResNet-18 feature)."""
     from ltr.admin.model_constructor import NetConstructor
     from ltr.models.bbreg.atom import atom_resnet18
     torch.serialization.add_safe_globals([NetConstructor])
-
     net = atom_resnet18(backbone_pretrained=False)
     own = net.state_dict()
     arrays = np.load(job["weights_npz"])
@@ -159,17 +156,27 @@ def worker(job_path: str) -> None:
     net.load_state_dict({k: torch.from_numpy(arrays[k]) if k in arrays.files else v for k, v in own.items()},
                         strict=True)
     torch.save({"net": net.state_dict(), "constructor": net.constructor, "net_info": None}, job["pth"])
-
-    # pytracking's own path: parameter/atom/default.py -> ATOMResNet18 -> load_network
     from pytracking.parameter.atom.default import parameters
-    from pytracking.tracker.atom.atom import ATOM
     params = parameters()
-    params.use_gpu = False
+    params.use_gpu = False                                  # shim: CPU
     params.device = "cpu"
     feat = params.features.features[0]
     feat.net_path = job["pth"]
-    feat.use_gpu = False
+    feat.use_gpu = False                                    # shim: its default True calls .cuda()
     params.features.initialize()
+    return params, feat
+
+
+def worker(job_path: str) -> None:
+    """Runs under PYTHONPATH=<reference checkout>: the reference's side of every comparison."""
+    with open(job_path) as f:
+        job = json.load(f)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""                   # shim: CPU
+    import torch
+    torch.set_num_threads(int(job["threads"]))
+    install_shims()
+    params, feat = reference_parameters(torch, job)
+    from pytracking.tracker.atom.atom import ATOM
     params.features.set_is_color(True)
     iounet = feat.iou_predictor
 
@@ -637,6 +644,26 @@ def prroi_fixture(seed: int) -> dict:
 
 # --------------------------------------------------------------------------- main
 
+
+def check_reference(ap, path) -> None:
+    """``ap.error`` unless ``path`` is a pytracking checkout."""
+    if not path or not os.path.isdir(os.path.join(path, "ltr", "models", "bbreg")):
+        ap.error("--reference must be a pytracking checkout (holding ltr/ and pytracking/)")
+
+
+def seeded_weights(seed: int, workdir, prefix: str):
+    """(workdir, spec, arrays, checkpoint path): ResNet-18 + IoU-Net drawn from ``seed``
+    (``seeded.atom_resnet18_weights``), saved as ``weights.npz`` in ``workdir`` (a new temp
+    folder when None); the child writes pytracking's checkpoint at the returned path."""
+    from jaxtrack.models import seeded
+    workdir = workdir or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(workdir, exist_ok=True)
+    spec = seeded.atom_resnet18_spec(seed)
+    weights = seeded.atom_resnet18_weights(spec)
+    np.savez(os.path.join(workdir, "weights.npz"), **weights)
+    return workdir, spec, weights, os.path.join(workdir, "atom_resnet18_seed%d.pth" % seed)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -655,20 +682,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
-    if not args.reference or not os.path.isdir(os.path.join(args.reference, "ltr", "models", "bbreg")):
-        ap.error("--reference must be a pytracking checkout (holding ltr/ and pytracking/)")
+    check_reference(ap, args.reference)
 
     from jaxtrack.data import load_sequence
     from jaxtrack.data.synthetic import make_sequence
     from jaxtrack.models import seeded
     from jaxtrack.trackers import atom
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="atom_ref_")
-    os.makedirs(workdir, exist_ok=True)
-    spec = seeded.atom_resnet18_spec(args.seed)
-    weights = seeded.atom_resnet18_weights(spec)
-    np.savez(os.path.join(workdir, "weights.npz"), **weights)
-    pth = os.path.join(workdir, "atom_resnet18_seed%d.pth" % args.seed)
+    workdir, spec, weights, pth = seeded_weights(args.seed, args.workdir, "atom_ref_")
 
     rng = np.random.default_rng(args.box_seed)
     seqs = {}

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -85,28 +84,11 @@ def worker(job_path: str) -> None:
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(int(job["threads"]))
-    from pytracking_atom import install_shims
+    from pytracking_atom import install_shims, reference_parameters
     install_shims()
     fft_shim(torch)
-    from ltr.admin.model_constructor import NetConstructor
-    from ltr.models.bbreg.atom import atom_resnet18
-    torch.serialization.add_safe_globals([NetConstructor])
-    net = atom_resnet18(backbone_pretrained=False)
-    own = net.state_dict()
-    arrays = np.load(job["weights_npz"])
-    net.load_state_dict({k: torch.from_numpy(arrays[k]) if k in arrays.files else v for k, v in own.items()},
-                        strict=True)
-    torch.save({"net": net.state_dict(), "constructor": net.constructor, "net_info": None}, job["pth"])
-
-    from pytracking.parameter.atom.default import parameters
+    params, feat = reference_parameters(torch, job)
     from pytracking.tracker.atom.atom import ATOM
-    params = parameters()
-    params.use_gpu = False
-    params.device = "cpu"
-    feat = params.features.features[0]
-    feat.net_path = job["pth"]
-    feat.use_gpu = False
-    params.features.initialize()
 
     out, result = {}, {"torch": torch.__version__, "cases": {}}
     for name, case in job["cases"].items():
@@ -432,8 +414,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
-    if not args.reference or not os.path.isdir(os.path.join(args.reference, "ltr", "models", "bbreg")):
-        ap.error("--reference must be a pytracking checkout (holding ltr/ and pytracking/)")
+    from pytracking_atom import check_reference, seeded_weights
+    check_reference(ap, args.reference)
     import jax
 
     from jaxtrack.data import load_sequence
@@ -442,12 +424,7 @@ def main(argv=None):
     from jaxtrack.models import seeded
     from jaxtrack.trackers import atom
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="atom_track_")
-    os.makedirs(workdir, exist_ok=True)
-    spec = seeded.atom_resnet18_spec(args.seed)
-    weights = seeded.atom_resnet18_weights(spec)
-    np.savez(os.path.join(workdir, "weights.npz"), **weights)
-    pth = os.path.join(workdir, "atom_resnet18_seed%d.pth" % args.seed)
+    workdir, spec, weights, pth = seeded_weights(args.seed, args.workdir, "atom_track_")
     seqs = {}
     if args.sequence:
         seq = load_sequence(args.sequence, "otb")

@@ -269,16 +269,25 @@ def localize(config: ATOMConfig, scores, target_size, target_scale):
     n1, n2 = jnp.linalg.norm(disp1), jnp.linalg.norm(disp2)
     th = config.displacement_scale * s / 2
 
+    disp, flag = peak_decision(config, max1, max2, disp1, disp2, n1, n2, th)
+    return disp, max1, flag
+
+
+def peak_decision(config: ATOMConfig, max1, max2, d1, d2, n1, n2, th):
+    """pytracking's ``localize_advanced`` decision from the highest peak (``max1`` at
+    displacement ``d1``, distance ``n1``) and the highest outside its neighbourhood (``max2``,
+    ``d2``, ``n2``), ``th`` the distance threshold: (displacement, flag) with the flags
+    normal / uncertain / hard negative / not found."""
     distractor = max2 > config.distractor_threshold * max1
     far2_near1 = (n2 > th) & (n1 < th)
     near2_far1 = (n2 < th) & (n1 > th)
     flag_d = jnp.where(far2_near1 | near2_far1, FLAG_HARD_NEGATIVE, FLAG_UNCERTAIN)
-    disp_d = jnp.where(near2_far1, disp2, disp1)
+    disp_d = jnp.where(near2_far1, d2, d1)
     hard = (max2 > config.hard_negative_threshold * max1) & (max2 > config.target_not_found_threshold)
     flag = jnp.where(distractor, flag_d, jnp.where(hard, FLAG_HARD_NEGATIVE, FLAG_NORMAL))
-    disp = jnp.where(distractor, disp_d, disp1)
+    disp = jnp.where(distractor, disp_d, d1)
     flag = jnp.where(max1 < config.target_not_found_threshold, FLAG_NOT_FOUND, flag)
-    return disp, max1, flag.astype(jnp.int32)
+    return disp, flag.astype(jnp.int32)
 
 
 # ------------------------------------------------------------------ IoU refinement
@@ -369,6 +378,20 @@ def track_step(config: ATOMConfig, params, state: ATOMState, frame: Frame):
     return track_step_grid19(config, params, state, frame)
 
 
+def first_frame_optimization(config: ATOMConfig, res, filt, proj):
+    """The joint filter + projection fit of the first frame on the residuals ``res``:
+    ``init_gn_iter`` Gauss-Newton steps of ``init_cg_iter`` CG (preconditioned by the inverse
+    regularisers, as pytracking's ``GaussNewtonCG``), or gradient descent with the same number
+    of Jacobian products (``optimizer="gd"``). Returns ((filter, projection), losses)."""
+    if config.optimizer == "gd":
+        return optim.gradient_descent(
+            res, (filt, proj), optim.jacobian_products_gn(config.init_gn_iter, config.init_cg_iter),
+            config.gd_step, config.gd_momentum)
+    precond = (jnp.full(filt.shape, 1 / config.filter_reg), jnp.full(proj.shape, 1 / config.projection_reg)) \
+        if config.precondition else None
+    return optim.gauss_newton_cg(res, (filt, proj), config.init_gn_iter, config.init_cg_iter, precond)
+
+
 def init_grid19(config: ATOMConfig, params, frame: Frame, box, key) -> ATOMState:
     """``geometry="grid19"``: jaxtrack's former first frame (19x19 map, warp on the 288 crop)."""
     box = jnp.asarray(box, jnp.float32)
@@ -393,15 +416,7 @@ def init_grid19(config: ATOMConfig, params, frame: Frame, box, key) -> ATOMState
     filt, proj = _init_filter_projection(config, k_init, x.shape[-1])
     res = lambda v: optim.joint_residuals(v, x, y, w, config.filter_reg, config.projection_reg,  # noqa: E731
                                         config.response_mlu)
-    if config.optimizer == "gd":
-        (filt, proj), losses = optim.gradient_descent(
-            res, (filt, proj), optim.jacobian_products_gn(config.init_gn_iter, config.init_cg_iter),
-            config.gd_step, config.gd_momentum)
-    else:
-        precond = (jnp.full(filt.shape, 1 / config.filter_reg), jnp.full(proj.shape, 1 / config.projection_reg)) \
-            if config.precondition else None
-        (filt, proj), losses = optim.gauss_newton_cg(res, (filt, proj), config.init_gn_iter,
-                                                   config.init_cg_iter, precond)
+    (filt, proj), losses = first_frame_optimization(config, res, filt, proj)
 
     m = config.memory_size
     s = _score_size(config)
@@ -449,26 +464,33 @@ def track_step_grid19(config: ATOMConfig, params, state: ATOMState, frame: Frame
     target_scale = jnp.where(found, new_scale, scale)
 
     # memory update (not when lost or uncertain), label centred on the new estimate
+    y = label_map(config, (pos - sample_pos) / scale + size / 2, state.sigma)
+    state = remember_and_train(config, state, x[0], y, flag, pos=pos, target_size=target_size,
+                               target_scale=target_scale, key=key, pos_iounet=pos)
+    out_box = jnp.concatenate([pos - target_size / 2, target_size])
+    return state, TrackOutput(out_box, peak, flag == FLAG_NOT_FOUND)
+
+
+def remember_and_train(config: ATOMConfig, state: ATOMState, sample, label, flag, **new) -> ATOMState:
+    """Both geometries' end of a step: ``sample`` and ``label`` replace a memory slot unless the
+    target is lost or uncertain (pytracking's ``update_memory``, hard negatives at their own
+    rate), the filter trains every ``train_skipping`` frames or at once on a hard negative,
+    and the state takes the ``new`` fields."""
     hard = flag == FLAG_HARD_NEGATIVE
     update = (flag == FLAG_NORMAL) | hard
     lr = jnp.where(hard, config.hard_negative_learning_rate, config.learning_rate)
-    y = label_map(config, (pos - sample_pos) / scale + size / 2, state.sigma)
     weights, r = optim.update_sample_weights(state.weights, state.prev_ind, num_init_samples(config), lr,
                                            config.init_samples_minimum_weight)
     state = state._replace(
-        samples=state.samples.at[r].set(jnp.where(update, x[0], state.samples[r])),
-        labels=state.labels.at[r].set(jnp.where(update, y, state.labels[r])),
+        samples=state.samples.at[r].set(jnp.where(update, sample, state.samples[r])),
+        labels=state.labels.at[r].set(jnp.where(update, label, state.labels[r])),
         weights=jnp.where(update, weights, state.weights),
         prev_ind=jnp.where(update, r, state.prev_ind).astype(jnp.int32))
-
     frame_num = state.frame_num + 1
     train = hard | online.every(frame_num - 1, config.train_skipping)
     filt, loss = online.lazy_cond(train, lambda s: optimize_filter(config, s, config.cg_iter),
                                   lambda s: (s.filt, s.loss), state)
-    state = state._replace(pos=pos, target_size=target_size, target_scale=target_scale, filt=filt,
-                           loss=loss, frame_num=frame_num, key=key, flag=flag, pos_iounet=pos)
-    out_box = jnp.concatenate([pos - target_size / 2, target_size])
-    return state, TrackOutput(out_box, peak, flag == FLAG_NOT_FOUND)
+    return state._replace(filt=filt, loss=loss, frame_num=frame_num, flag=flag, **new)
 
 
 # ------------------------------------------------------------------ geometry="pytracking"
@@ -702,18 +724,9 @@ def localize_advanced(config: ATOMConfig, scores, target_size, target_scale):
     n1, n2 = jnp.sqrt(jnp.sum(d1 ** 2)), jnp.sqrt(jnp.sum(d2 ** 2))
     th = config.displacement_scale * np.sqrt(sz * sz) / 2
 
-    distractor = max2 > config.distractor_threshold * max1
-    far2_near1 = (n2 > th) & (n1 < th)
-    near2_far1 = (n2 < th) & (n1 > th)
-    flag_d = jnp.where(far2_near1 | near2_far1, FLAG_HARD_NEGATIVE, FLAG_UNCERTAIN)
-    disp_d = jnp.where(near2_far1, d2, d1)
-    hard = (max2 > config.hard_negative_threshold * max1) & (max2 > config.target_not_found_threshold)
-    flag = jnp.where(distractor, flag_d, jnp.where(hard, FLAG_HARD_NEGATIVE, FLAG_NORMAL))
-    disp = jnp.where(distractor, disp_d, d1)
-    not_found = max1 < config.target_not_found_threshold
-    flag = jnp.where(not_found, FLAG_NOT_FOUND, flag)
-    disp = jnp.where(not_found, d1, disp)
-    return disp, max1, flag.astype(jnp.int32)
+    disp, flag = peak_decision(config, max1, max2, d1, d2, n1, n2, th)
+    disp = jnp.where(flag == FLAG_NOT_FOUND, d1, disp)
+    return disp, max1, flag
 
 
 def pytracking_training_set(config: ATOMConfig, params, frame: Frame, pos_idx, scale, draws):
@@ -760,15 +773,7 @@ def init_pytracking(config: ATOMConfig, params, frame: Frame, box, key) -> ATOMS
     filt, proj = draws["filter"], draws["proj"]
     res = lambda v: optim.joint_residuals(v, x, y, w, config.filter_reg, config.projection_reg,  # noqa: E731
                                         config.response_mlu, True)
-    if config.optimizer == "gd":
-        (filt, proj), losses = optim.gradient_descent(
-            res, (filt, proj), optim.jacobian_products_gn(config.init_gn_iter, config.init_cg_iter),
-            config.gd_step, config.gd_momentum)
-    else:
-        precond = (jnp.full(filt.shape, 1 / config.filter_reg), jnp.full(proj.shape, 1 / config.projection_reg)) \
-            if config.precondition else None
-        (filt, proj), losses = optim.gauss_newton_cg(res, (filt, proj), config.init_gn_iter,
-                                                   config.init_cg_iter, precond)
+    (filt, proj), losses = first_frame_optimization(config, res, filt, proj)
 
     m = config.memory_size
     samples = jnp.zeros((m,) + x.shape[1:3] + (config.compressed_dim,), jnp.float32)
@@ -841,31 +846,11 @@ def track_step_pytracking(config: ATOMConfig, params, state: ATOMState, frame: F
         target_scale = jnp.where(found, new_scale, scale)
         pos_iounet = state.pos_iounet
 
-    hard = flag == FLAG_HARD_NEGATIVE
-    update = (flag == FLAG_NORMAL) | hard
-    lr = jnp.where(hard, config.hard_negative_learning_rate, config.learning_rate)
     y = pytracking_label(config, _label_center(config, pos_learn - sample_pos, scale), state.sigma)
-    weights, r = optim.update_sample_weights(state.weights, state.prev_ind, state_num_init(config), lr,
-                                           config.init_samples_minimum_weight)
-    state = state._replace(
-        samples=state.samples.at[r].set(jnp.where(update, x[0], state.samples[r])),
-        labels=state.labels.at[r].set(jnp.where(update, y, state.labels[r])),
-        weights=jnp.where(update, weights, state.weights),
-        prev_ind=jnp.where(update, r, state.prev_ind).astype(jnp.int32))
-
-    frame_num = state.frame_num + 1
-    train = hard | online.every(frame_num - 1, config.train_skipping)
-    filt, loss = online.lazy_cond(train, lambda s: optimize_filter(config, s, config.cg_iter),
-                                  lambda s: (s.filt, s.loss), state)
-    state = state._replace(pos=pos, target_size=target_size, target_scale=target_scale, filt=filt,
-                           loss=loss, frame_num=frame_num, key=key, flag=flag, pos_iounet=pos_iounet)
+    state = remember_and_train(config, state, x[0], y, flag, pos=pos, target_size=target_size,
+                               target_scale=target_scale, key=key, pos_iounet=pos_iounet)
     out_box = jnp.concatenate([pos - target_size / 2, target_size])
     return state, TrackOutput(out_box, peak, flag == FLAG_NOT_FOUND)
-
-
-def state_num_init(config: ATOMConfig) -> int:
-    """First-frame samples in the memory (the same count for both geometries)."""
-    return num_init_samples(config)
 
 
 # ------------------------------------------------------------------ params
