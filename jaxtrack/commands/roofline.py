@@ -375,7 +375,9 @@ def table(rows, rates) -> str:
                    f"{_num(r['dominant_machine_gflops_per_s'])} | {_num(frac, '%.0f %%')} |")
     for r in rows:
         cls = r["profile"]["classes"]
-        out += ["", f"**{r['tracker']}**: profiled {r['profile']['profiled_ms_per_step']:.1f} ms/step; by class "
+        out += ["", f"**{r['tracker']}**: profiled {r['profile']['profiled_ms_per_step']:.1f} of "
+                f"{r['frame_median_ms']:.1f} ms/step (the rest: work the profiler does not see as an HLO "
+                "op, e.g. Eigen convolutions on their own threads); by class "
                 + ", ".join(f"{k} {100 * v['share']:.0f} % ({_num(v['gflops_per_s'])} GFLOP/s)" for k, v in cls.items()),
                 "", "| op | class | ms/step | share | GFLOP/s | source |", "|---|---|---:|---:|---:|---|"]
         out += [f"| {o['op']} | {o['class']} | {o['ms_per_step']:.2f} | {100 * o['share']:.0f} % | "
