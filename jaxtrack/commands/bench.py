@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -263,7 +264,6 @@ def run(args):
         print(json.dumps(rec), flush=True)
     print(table(rows))
     from jaxtrack.fileio import atomic_write_json
-    import os
     atomic_write_json(args.out, {"rows": rows, "argv": sys.argv[1:], "xla_flags": os.environ.get("XLA_FLAGS", "")})
     return rows
 
