@@ -78,7 +78,7 @@ def main(argv=None):
     t_pool = time.time()
     objects = []
     for folder in args.objects or []:          # --objects without --paste was refused above
-        found = load_objects(folder)
+        found = load_objects(folder, split="train")
         if not found:
             raise SystemExit(f"--objects {folder}: no RGBA PNG cut-outs there")
         objects += found

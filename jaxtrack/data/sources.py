@@ -14,41 +14,79 @@ DEFAULT_IMAGES = os.path.expanduser("~/.cache/jaxtrack/train_images")
 DEFAULT_OBJECTS = os.path.expanduser("~/.cache/jaxtrack/train_objects")
 
 
-def load_images(folder: str | None, max_images: int | None = None) -> list[np.ndarray]:
-    """The training photographs in ``folder`` (``*.jpg``, ``*.png``) as uint8 RGB arrays."""
-    import cv2
+def _split_files(files: list[str], split: str | None) -> list[str]:
+    """``files`` in ``split`` (None: all; "train"/"validation": by content, see
+    :func:`jaxtrack.data.validation.is_validation`)."""
+    if split is None:
+        return files
+    from jaxtrack.data.validation import in_split
+    out = []
+    for f in files:
+        with open(f, "rb") as fh:
+            if in_split(fh.read(), split):
+                out.append(f)
+    return out
+
+
+def image_files(folder: str | None, split: str | None = None) -> list[str]:
+    """The photographs (``*.jpg``, ``*.png``) of ``folder`` in ``split``, sorted by name."""
     if not folder:
         return []
     files = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
-    images = []
-    for f in files[:max_images]:
-        img = cv2.imread(f, cv2.IMREAD_COLOR)
-        if img is not None:
-            images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    return images
+    return _split_files(files, split)
 
 
-def load_objects(folder: str | None) -> list[np.ndarray]:
-    """RGBA object cut-outs (``*.png`` with alpha, see ``fetch_training_images.py
-    --objects-out``) as uint8 ``[h, w, 4]`` arrays; files without alpha are skipped."""
+def object_files(folder: str | None, split: str | None = None) -> list[str]:
+    """The cut-out files (``*.png``) of ``folder`` in ``split``, sorted by name."""
+    return _split_files(sorted(glob.glob(os.path.join(folder, "*.png"))) if folder else [], split)
+
+
+def read_photo(path: str) -> np.ndarray | None:
+    """One photograph as uint8 RGB, or None if it cannot be decoded."""
     import cv2
-    objects = []
-    for f in sorted(glob.glob(os.path.join(folder, "*.png"))) if folder else []:
-        img = cv2.imread(f, cv2.IMREAD_UNCHANGED)
-        if img is not None and img.ndim == 3 and img.shape[2] == 4:
-            objects.append(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA))
-    return objects
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_cutout(path: str) -> np.ndarray | None:
+    """One cut-out as uint8 RGBA ``[h, w, 4]``, or None if it cannot be decoded or has no alpha."""
+    import cv2
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 3 or img.shape[2] != 4:
+        return None
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+
+
+def load_images(folder: str | None, max_images: int | None = None, split: str | None = None) -> list[np.ndarray]:
+    """The training photographs in ``folder`` (``*.jpg``, ``*.png``) as uint8 RGB arrays.
+
+    ``split``: None, all files; "train", the files not held out for validation;
+    "validation", only the held-out ones (about 1 in 5, chosen by file content)."""
+    images = [read_photo(f) for f in image_files(folder, split)[:max_images]]
+    return [img for img in images if img is not None]
+
+
+def load_objects(folder: str | None, split: str | None = None) -> list[np.ndarray]:
+    """RGBA object cut-outs (``*.png`` with alpha, see ``fetch_training_images.py
+    --objects-out``) as uint8 ``[h, w, 4]`` arrays; files without alpha are skipped.
+    ``split`` as in :func:`load_images`."""
+    objects = [read_cutout(f) for f in object_files(folder, split)]
+    return [obj for obj in objects if obj is not None]
 
 
 def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: str | None = None,
-                 max_gap: int = 50, num_frames: int = 60, appearance_change: float = 0.0):
+                 max_gap: int = 50, num_frames: int = 60, appearance_change: float = 0.0,
+                 split: str | None = "train"):
     """(photographs, synthetic sequences, TFDS pair sampler or None).
+
+    Photographs come from ``split`` of ``images_dir``: "train" by default, so the files held
+    out for the validation set (docs/validation.md) are never trained on.
 
     Synthetic sequences use seeds ``[seed + 1000, i]``, disjoint from the seeds tests and
     the demo track; ``appearance_change`` is :func:`synthetic.make_sequence`'s. Exits with a
     clear message when no source is given.
     """
-    images = load_images(images_dir)
+    images = load_images(images_dir, split=split)
     sequences = []
     if synthetic > 0:
         from jaxtrack.data.synthetic import make_dataset
