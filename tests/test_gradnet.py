@@ -238,6 +238,7 @@ def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
     jax.tree_util.tree_map(_close, grads["template"], plain["template"])
 
 
+@pytest.mark.slow  # 12-30 s on 2 cores; the default suite stays under 15 min
 def test_train_search_cli_moves_the_search_branch(tmp_path):
     """train_gradnet.py --train-search end to end: the exported weights carry a trained
     search branch (the official recipe leaves it at the SiamFC start)."""
@@ -258,6 +259,7 @@ def test_train_search_cli_moves_the_search_branch(tmp_path):
     assert np.abs(kernel(joint) - kernel(start)).max() > 1e-6
 
 
+@pytest.mark.slow  # 12-30 s on 2 cores; the default suite stays under 15 min
 def test_trace_gradnet_reports_updates_and_memory_drift():
     import jaxtrack
     from jaxtrack.data.synthetic import make_dataset

@@ -56,6 +56,7 @@ def ope_setup(tmp_path_factory):
     return tmp, base, _metrics(tmp / "R1")
 
 
+@pytest.mark.slow  # 12-30 s on 2 cores; the default suite stays under 15 min
 def test_parallel_ope_on_4_devices_matches_1_device_and_resumes(ope_setup):
     tmp, base, ref = ope_setup
     out = _run([os.path.join(EXP, "run_ope.py")] + base + ["--results", str(tmp / "R4"), "--parallel", "4"])
@@ -156,6 +157,7 @@ def test_data_parallel_iounet_training_4_devices_matches_1(tmp_path):
     np.testing.assert_allclose(l4[1]["loss"], l1[1]["loss"], rtol=0.1)
 
 
+@pytest.mark.slow  # 12-30 s on 2 cores; the default suite stays under 15 min
 def test_data_parallel_gradnet_training_4_devices_matches_1(tmp_path):
     """GradNet, second-order step with template generalization (4 templates x 2 regions: the
     project recipe; the official one has a single template to shard)."""

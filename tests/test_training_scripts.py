@@ -46,6 +46,7 @@ def test_train_siamfc_resumes_exactly(tmp_path):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # 12-30 s on 2 cores; the default suite stays under 15 min
 def test_train_iounet_objects_from_several_folders(tmp_path):
     """``--objects`` takes several cut-out folders (e.g. stamps and clip art) and names
     a folder that holds none."""
