@@ -90,3 +90,30 @@ def test_trained_mobilenet_siamfc_tracks_a_synthetic_sequence():
         random_aucs.append(sequence_metrics(run_sequence(rand, seq).boxes, seq.gt, 0)["auc"])
     assert np.mean(aucs) > 0.5, aucs
     assert np.mean(aucs) > np.mean(random_aucs), (aucs, random_aucs)
+
+
+def test_untrained_heads_keep_dot_products_centre_and_whiten():
+    """The heads of experiments/make_siamfc_heads.py: identity keeps features.13's dot
+    products, ``centered`` removes the mean, ``whitened`` gives unit covariance, ``pca64``
+    keeps the top 64 components; each has the trained head's shapes."""
+    from jaxtrack.train.siamfc import HEADS, feature_statistics, untrained_head
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((96, 96)) * np.linspace(0.1, 3, 96)
+    feats = (rng.standard_normal((4000, 96)) @ mix + 5.0).astype(np.float32)
+    mean, values, comps = feature_statistics(feats)
+
+    def apply(h):
+        return feats @ h["adjust"]["kernel"] + h["adjust"]["bias"]
+
+    heads = {n: untrained_head(n, mean, values, comps, seed=0) for n in HEADS}
+    for h in heads.values():
+        assert h["adjust"]["kernel"].shape == (96, 128) and h["adjust"]["bias"].shape == (128,)
+    ident = apply(heads["identity"])
+    np.testing.assert_allclose(ident @ ident[:5].T, feats @ feats[:5].T, rtol=1e-5)
+    np.testing.assert_allclose(apply(heads["centered"]).mean(0), 0, atol=1e-3)
+    white = apply(heads["whitened"])[:, :96]
+    np.testing.assert_allclose(np.cov(white, rowvar=False), np.eye(96), atol=1e-3)
+    pca = apply(heads["pca64"])
+    assert np.abs(pca[:, 64:]).max() == 0 and pca[:, :64].var(0)[0] > pca[:, :64].var(0)[-1]
+    with pytest.raises(ValueError, match="unknown head"):
+        untrained_head("learned")

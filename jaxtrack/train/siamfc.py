@@ -151,3 +151,48 @@ def draw_pool(config, params, sources, n: int, seed: int) -> dict:
 def build_pool(folder: str, config, params, sources, n: int, seed: int) -> dict:
     """The feature pool of :func:`draw_pool`, cached in ``folder`` (:func:`pool_path`)."""
     return cached_pool(pool_path(folder, seed, n), lambda: draw_pool(config, params, sources, n, seed))
+
+
+# ------------------------------------------------------------------ untrained heads (issue 23)
+
+# the heads experiments/make_siamfc_heads.py writes: the trained adjust's shape, set without a loss
+HEADS = ("identity", "random", "centered", "pca64", "whitened")
+IN_CHANNELS, OUT_CHANNELS = 96, 128
+
+
+def head_variables(kernel: np.ndarray, bias: np.ndarray) -> dict:
+    """The siamfc tracker's head pytree: adjust 96 -> 128 (zero-padded columns), bias 0."""
+    k = np.zeros((IN_CHANNELS, OUT_CHANNELS), np.float32)
+    k[:, :kernel.shape[1]] = kernel
+    b = np.zeros((OUT_CHANNELS,), np.float32)
+    b[:kernel.shape[1]] = bias
+    return {"adjust": {"kernel": k, "bias": b}, "bias": np.zeros((), np.float32)}
+
+
+def feature_statistics(vectors: np.ndarray):
+    """(mean, eigenvalues descending, eigenvectors as columns) of ``[N, 96]`` features."""
+    v = vectors.astype(np.float64)
+    mean = v.mean(0)
+    cov = np.cov(v - mean, rowvar=False)
+    values, vectors_ = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    return mean, values[order], vectors_[:, order]
+
+
+def untrained_head(name: str, mean=None, values=None, components=None, seed: int = 0) -> dict:
+    """One of :data:`HEADS` as the tracker's head pytree."""
+    eye = np.eye(IN_CHANNELS)
+    if name == "identity":
+        return head_variables(eye, np.zeros(IN_CHANNELS))
+    if name == "random":
+        k = np.random.default_rng(seed).standard_normal((IN_CHANNELS, OUT_CHANNELS)) / np.sqrt(IN_CHANNELS)
+        return head_variables(k, np.zeros(OUT_CHANNELS))
+    if name == "centered":
+        return head_variables(eye, -mean)
+    if name == "pca64":
+        k = components[:, :64]
+        return head_variables(k, -mean @ k)
+    if name == "whitened":
+        k = components / np.sqrt(np.maximum(values, 1e-6 * values[0]))
+        return head_variables(k, -mean @ k)
+    raise ValueError(f"unknown head {name!r}; choose from {HEADS}")
