@@ -117,3 +117,17 @@ def test_roofline_measures_rates_costs_a_profile_and_auc_beside_an_opencv_peer(t
     assert set(rec["accuracy"]) >= {"siamfc:alexnet", "opencv:mil"}
     assert all(0 <= p["auc"] <= 1 and p["fps"] > 0 for p in rec["accuracy"].values())
     assert plot.stat().st_size > 1000
+
+
+def test_probe_table_grids_size_by_speed_and_names_a_wrong_folder(tmp_path, run_script):
+    run = tmp_path / "siamfc"
+    run.mkdir()
+    per = {"probe_s16_v2": {"auc": 0.5}, "probe_s16_v24": {"auc": 0.1}, "probe_s64_v2": {"auc": 0.7},
+           "probe_s64_v24": {"auc": 0.3}, "val_comp_00": {"auc": 0.9}}
+    (run / "metrics.json").write_text(json.dumps({"per_sequence": per}))
+    out = tmp_path / "grid.md"
+    proc = run_script("probe_table", run, "--out", out)
+    assert "| 16 px | 0.50 | 0.10 | 0.30 |" in proc.stdout
+    assert "| mean | 0.60 | 0.20 | 0.40 |" in proc.stdout and out.read_text() == proc.stdout
+    bad = run_script("probe_table", tmp_path, check=False)
+    assert bad.returncode != 0 and "metrics.json" in bad.stderr and "Traceback" not in bad.stderr
