@@ -68,6 +68,7 @@ def parse(argv=None):
     ap.add_argument("--siamfc-weights", default=None, help="trained SiamFC to start from")
     ap.add_argument("--allow-random-siamfc", action="store_true", help="(tests) start from a random SiamFC head")
     common.add_run_args(ap, ckpt_every=100)
+    common.add_validation_args(ap, val_every=250)
     args = ap.parse_args(argv)
     recipe = gradnet.RECIPES[args.recipe]
     for name in ("groups", "k", "update_gamma", "clip_template"):
@@ -132,6 +133,19 @@ def main(argv=None):
     t0 = time.time()
     trainable, frozen = jax.device_put((trainable, frozen), devices.replicated)
     last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
+
+    def validate(done: int):
+        """Model selection on the validation set (docs/validation.md), every --val-every steps."""
+        root = common.validation_due(args, done, log_path)
+        if root:
+            common.save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state,
+                                          "stats": frozen["update_stats"], "step": done})
+            host = gradnet.merge(args.variant, *jax.device_get((trainable, frozen)))
+            name, tracker_params, overrides = gradnet.validation_tracker(config, args.variant, host)
+            common.validate_step(args, root, args.out, done, name, tracker_params,
+                                 gradnet.export_variables(config, args.variant, host), log_path, **overrides)
+
+    validate(step0)                         # a resumed run catches up on a validation it missed
     for step in range(step0, last):
         batch = gradnet.make_batch(pool, config, response, args.seed, step, args.groups, args.k,
                                    generalization, next_view, args.train_search, recipe.one_template)
@@ -144,12 +158,15 @@ def main(argv=None):
         if (step + 1) % args.ckpt_every == 0 or step + 1 == last:
             common.save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state,
                                           "stats": frozen["update_stats"], "step": step + 1})
+        validate(step + 1)
 
     final = gradnet.merge(args.variant, jax.device_get(trainable), jax.device_get(frozen))
     if args.export and last == args.steps:
-        checkpoints.save_variables(args.export, gradnet.export_variables(config, args.variant, final))
+        exported, selected = common.exported_choice(args, args.out,
+                                                    gradnet.export_variables(config, args.variant, final))
+        checkpoints.save_variables(args.export, exported)
         common.write_provenance(args.export, {
-            "command": common.command_line("experiments/train_gradnet.py", argv),
+            "command": common.command_line("experiments/train_gradnet.py", argv), **selected,
             "variant": args.variant, "recipe": args.recipe, **dataclasses.asdict(recipe),
             "update_gamma": args.update_gamma, "zero_gradient_templates": zero_templates,
             "generalization": generalization, "backbone": args.backbone,

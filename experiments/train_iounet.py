@@ -38,6 +38,7 @@ def parse(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     common.add_run_args(ap, ckpt_every=100)
+    common.add_validation_args(ap, val_every=500)
     ap.add_argument("--time-limit", type=float, default=None,
                     help="stop (checkpointed, resumable) after this many seconds of training")
     ap.add_argument("--proposals", type=int, default=16, help="jittered proposals per pair")
@@ -112,6 +113,18 @@ def main(argv=None):
     prefetch = ThreadPoolExecutor(1)
     pending = prefetch.submit(next_batch, step0) if step0 < last else None
     step, losses = step0, []
+
+    def validate(done: int):
+        """Model selection on the validation set (docs/validation.md): ATOM with these weights."""
+        root = common.validation_due(args, done, log_path)
+        if root:
+            common.save_checkpoint(ckpt, {"trainable": trainable, "stats": stats, "opt_state": opt_state,
+                                          "step": done})
+            head = iounet.export_variables(*jax.device_get((trainable, stats)))
+            common.validate_step(args, root, args.out, done, "atom", {"backbone": backbone, **head},
+                                 head, log_path, backbone=config.backbone)
+
+    validate(step0)                         # a resumed run catches up on a validation it missed
     while step < last:
         batch = jax.device_put(pending.result(), devices.data)
         if step + 1 < last:
@@ -131,13 +144,15 @@ def main(argv=None):
         if timed_out:
             print(f"time limit reached at step {step}; rerun with the same --out to resume")
             break
+        validate(step)
     prefetch.shutdown(wait=False, cancel_futures=True)
 
     trainable, stats = jax.device_get((trainable, stats))
     if args.export:
-        checkpoints.save_variables(args.export, iounet.export_variables(trainable, stats, args.export_dtype))
+        exported, selected = common.exported_choice(args, args.out, iounet.export_variables(trainable, stats))
+        checkpoints.save_variables(args.export, iounet.stored_dtype(exported, args.export_dtype))
         common.write_provenance(args.export, {
-            "command": common.command_line("experiments/train_iounet.py", argv),
+            "command": common.command_line("experiments/train_iounet.py", argv), **selected,
             "steps_done": step, "steps_planned": args.steps, "batch": args.batch, "seed": args.seed,
             "proposals_per_pair": args.proposals, "dtype": args.export_dtype,
             "pool_pairs": None if args.fresh else args.pool, "fresh_pairs": args.fresh,

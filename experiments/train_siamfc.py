@@ -33,6 +33,7 @@ def parse(argv=None):
     ap.add_argument("--pool", type=int, default=4096, help="mobilenet_v2: cached augmented pairs")
     common.add_sgd_args(ap)
     common.add_run_args(ap, ckpt_every=200)
+    common.add_validation_args(ap, val_every=500)
     return ap.parse_args(argv)
 
 
@@ -69,6 +70,17 @@ def main(argv=None):
     t0 = time.time()
     trainable, frozen = jax.device_put((trainable, frozen), devices.replicated)
     last = args.steps if args.stop_after is None else min(args.steps, step0 + args.stop_after)
+
+    def validate(done: int):
+        """Model selection on the validation set (docs/validation.md), every --val-every steps."""
+        root = common.validation_due(args, done, log_path)
+        if root:
+            common.save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state, "step": done})
+            host = jax.device_get((trainable, frozen))
+            common.validate_step(args, root, args.out, done, "siamfc", siamfc.tracker_params(config, *host),
+                                 siamfc.export_variables(config, *host), log_path, backbone=config.backbone)
+
+    validate(step0)                         # a resumed run catches up on a validation it missed
     for step in range(step0, last):
         batch = siamfc.train_batch(config, args.seed, step, args.batch, response, pool, sources)
         z, x, labels = jax.device_put(batch, devices.data)
@@ -78,12 +90,15 @@ def main(argv=None):
                                          "elapsed_s": round(time.time() - t0, 1)})
         if (step + 1) % args.ckpt_every == 0 or step + 1 == last:
             common.save_checkpoint(ckpt, {"trainable": trainable, "opt_state": opt_state, "step": step + 1})
+        validate(step + 1)
 
     final = jax.device_get(trainable)
     if args.export:
-        checkpoints.save_variables(args.export, siamfc.export_variables(config, final, jax.device_get(frozen)))
+        exported, selected = common.exported_choice(
+            args, args.out, siamfc.export_variables(config, final, jax.device_get(frozen)))
+        checkpoints.save_variables(args.export, exported)
         common.write_provenance(args.export, {
-            "command": common.command_line("experiments/train_siamfc.py", argv),
+            "command": common.command_line("experiments/train_siamfc.py", argv), **selected,
             "schedule_steps": args.steps, "steps_done": int(last) if step0 < last else step0,
             "batch": args.batch, "seed": args.seed, "pool": args.pool,
             "images": args.images, "synthetic_sequences": args.synthetic,

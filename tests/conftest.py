@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# training scripts validate on ~/.cache/jaxtrack/validation when it is built; tests do not
+os.environ["JAXTRACK_VALIDATION_ROOT"] = os.path.join(os.path.dirname(__file__), "no-validation-set")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JAXTRACK_SHARED", REPO_ROOT.parent / "shared"))

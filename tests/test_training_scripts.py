@@ -46,6 +46,35 @@ def test_train_siamfc_resumes_exactly(tmp_path):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
+def test_train_siamfc_selects_on_the_validation_set_and_refuses_another_root(tmp_path):
+    """Every --val-every steps and at the last, the run tracks the validation set, logs the
+    AUC, keeps the best as best.msgpack and exports it; a root that is not a validation set
+    (no manifest, as a benchmark folder) is refused by name."""
+    from jaxtrack.data import validation
+    from jaxtrack.data.synthetic import make_sequence
+    val = tmp_path / "val"
+    validation.write_otb_root([(f"v{i}", make_sequence([77, i], num_frames=4, size=(96, 120)), [])
+                               for i in range(2)], val)
+    base = ["--backbone", "mobilenet_v2", "--images", "", "--synthetic", "2", "--pool", "8",
+            "--batch", "4", "--seed", "3", "--steps", "3", "--ckpt-every", "3"]
+    _train_ok("train_siamfc.py", base + ["--out", str(tmp_path / "a"), "--val-root", str(val),
+                                         "--val-every", "2", "--export", str(tmp_path / "x.msgpack")])
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in log if "val_auc" in r]
+    assert [r["step"] for r in vals] == [2, 3] and vals[0]["best"] and vals[0]["val_frames"] == 8
+    best = json.loads((tmp_path / "a" / "best.msgpack.json").read_text())
+    assert abs(best["auc"] - max(r["val_auc"] for r in vals)) < 1e-4        # the log rounds to 1e-4
+    prov = json.loads((tmp_path / "x.msgpack.json").read_text())
+    assert prov["selected"] == "best validation AUC" and prov["selected_step"] == best["step"]
+    for x, y in zip(_exported(tmp_path / "x.msgpack"), _exported(tmp_path / "a" / "best.msgpack")):
+        np.testing.assert_array_equal(x, y)
+    (tmp_path / "bench" / "seq").mkdir(parents=True)
+    proc = _train("train_siamfc.py", base + ["--out", str(tmp_path / "b"), "--val-root", str(tmp_path / "bench"),
+                                             "--val-every", "2"])
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"--val-root {tmp_path / 'bench'}: not a validation set" in proc.stderr
+
+
 @pytest.mark.slow  # 12-30 s on 2 cores; the default suite stays under 15 min
 def test_train_iounet_objects_from_several_folders(tmp_path):
     """``--objects`` takes several cut-out folders (e.g. stamps and clip art) and names

@@ -9,12 +9,14 @@ import io
 import json
 import os
 import sys
+import time
 from typing import NamedTuple
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxtrack import checkpoints
 from jaxtrack.data.sources import DEFAULT_IMAGES
 from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
 
@@ -111,6 +113,63 @@ def add_run_args(ap: argparse.ArgumentParser, ckpt_every: int) -> None:
     ap.add_argument("--stop-after", type=int, default=None,
                     help="end this run after N steps, as an interruption would (a rerun resumes)")
     ap.add_argument("--export", default=None, help="write the trained weights here when done")
+
+
+def add_validation_args(ap: argparse.ArgumentParser, val_every: int) -> None:
+    """``--val-root --val-every --val-sequences --export-last`` (docs/validation.md)."""
+    ap.add_argument("--val-root", default=None,
+                    help="validation set for model selection (default ~/.cache/jaxtrack/validation when "
+                         "built by experiments/make_validation_set.py); a benchmark root is refused")
+    ap.add_argument("--val-every", type=int, default=val_every,
+                    help="validate every N steps and keep the best as best.msgpack (0: never)")
+    ap.add_argument("--val-sequences", nargs="+", default=None, help="a subset of the validation set")
+    ap.add_argument("--export-last", action="store_true",
+                    help="export the last step instead of the best by validation AUC")
+
+
+def validation_due(args, step: int, log_path: str) -> str | None:
+    """The validation root when ``step`` is one to validate (every ``--val-every`` steps and
+    the last, a validation set built, not yet validated: a resumed run catches up), else None."""
+    from jaxtrack.train import selection
+    if not args.val_every or step <= 0 or (step % args.val_every and step != args.steps):
+        return None
+    root = selection.validation_root(args.val_root)
+    return None if root is None or step in validated_steps(log_path) else root
+
+
+def validate_step(args, root: str, out: str, step: int, tracker_name: str, tracker_params, exported,
+                  log_path: str, **overrides) -> None:
+    """Track the validation set at ``root`` (``tracker_name`` with ``tracker_params`` and config
+    ``overrides``), log the AUC, keep ``exported`` as the run's best (``best.msgpack``) when it wins."""
+    from jaxtrack.train import selection
+    t0 = time.time()
+    result = selection.validation_auc(tracker_name, tracker_params, root, sequences=args.val_sequences,
+                                      **overrides)
+    best = selection.keep_if_best(out, step, result, exported)
+    log_record(log_path, {"step": step, "val_auc": round(result["auc"], 4), "val_frames": result["frames"],
+                          "val_root": root, "best": best, "val_s": round(time.time() - t0, 1)})
+
+
+def validated_steps(log_path: str) -> set[int]:
+    """Steps the run's log shows validated."""
+    try:
+        with open(log_path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return set()
+    return {r["step"] for r in records if "val_auc" in r}
+
+
+def exported_choice(args, out: str, last_variables) -> tuple[object, dict]:
+    """(weights to export, provenance fields): the best by validation AUC unless
+    ``--export-last`` or no validation ran; then the last step's."""
+    from jaxtrack.train import selection
+    best = None if args.export_last else selection.best_record(out)
+    if best is None:
+        return last_variables, {"selected": "last step" + ("" if args.export_last else " (no validation ran)")}
+    variables = checkpoints.load_variables(os.path.join(out, selection.BEST), last_variables)
+    return variables, {"selected": "best validation AUC", "selected_step": best["step"],
+                       "val_auc": best["auc"], "val_per_sequence": best["per_sequence"]}
 
 
 def command_line(script: str, argv=None) -> str:

@@ -367,6 +367,15 @@ def export_variables(config, variant: str, params):
     return gradnet.trained_part(config, params)
 
 
+def validation_tracker(config, variant: str, params) -> tuple[str, dict, dict]:
+    """(tracker name, its params, its config overrides) that ``variant`` trains, for the
+    validation set: the siamfc baseline its head on the backbone, GradNet its whole config."""
+    if variant == "siamfc":
+        head = export_variables(config, variant, params)          # the adjust of mobilenet_v2
+        return "siamfc", {"backbone": params["backbone"], "head": head}, {"backbone": config.backbone}
+    return "gradnet", params, dataclasses.asdict(config)
+
+
 # ------------------------------------------------------------------ held-out probe
 
 def draw_triplet(rng, images, sequences, config):

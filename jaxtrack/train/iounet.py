@@ -196,7 +196,12 @@ def loss_fn(trainable, stats, z3, z4, bz, x3, x4, props, target):
 def export_variables(trainable, stats, dtype: str = "float32"):
     """What the atom tracker loads: adapters and IoU-Net (params, BN statistics);
     ``float16`` halves the file (the tracker widens it back)."""
-    head = {"adapter": trainable["adapter"], "iounet": {"params": trainable["iounet"], "batch_stats": stats}}
+    return stored_dtype({"adapter": trainable["adapter"], "iounet": {"params": trainable["iounet"],
+                                                                     "batch_stats": stats}}, dtype)
+
+
+def stored_dtype(head, dtype: str = "float32"):
+    """``head`` as it is written: ``float16`` halves the file, ``float32`` leaves it."""
     if dtype == "float16":
-        head = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float16), head)
+        return jax.tree_util.tree_map(lambda v: np.asarray(v, np.float16), head)
     return head

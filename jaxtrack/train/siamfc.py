@@ -118,6 +118,13 @@ def export_variables(config, trainable, frozen):
             "head": trainable["head"]}
 
 
+def tracker_params(config, trainable, frozen):
+    """The siamfc tracker's params (backbone and head) during training, for validation."""
+    if config.backbone == "mobilenet_v2":
+        return {"backbone": frozen["backbone"], "head": trainable["head"]}
+    return export_variables(config, trainable, frozen)
+
+
 # ------------------------------------------------------------------ feature pool (frozen backbone)
 
 def backbone_features(config, params, images, batch=32):
