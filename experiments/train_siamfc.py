@@ -16,7 +16,7 @@ import jax
 import optax
 
 from jaxtrack import checkpoints, cli
-from jaxtrack.data.sources import pair_sources
+from jaxtrack.data.sources import PAIR_KINDS, PairMix, load_objects, pair_sources
 from jaxtrack.train import common, siamfc
 from jaxtrack.trackers.siamfc import SiamFCConfig
 
@@ -28,6 +28,11 @@ def parse(argv=None):
     common.add_data_args(ap, synthetic=64)
     ap.add_argument("--tfds-dir", default=None, help="array_record data packed by the TFDS builder")
     ap.add_argument("--max-gap", type=int, default=50)
+    ap.add_argument("--paste", action="store_true",
+                    help="add copy-paste pairs: shapes cut from the photographs (and --objects) pasted on them")
+    ap.add_argument("--objects", default=None, metavar="DIR", help="RGBA cut-outs for --paste (training split)")
+    ap.add_argument("--pair-kinds", nargs="+", default=None, choices=PAIR_KINDS,
+                    help="draw only these kinds of pair (e.g. 'object' to train on cut-outs alone)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--pool", type=int, default=4096, help="mobilenet_v2: cached augmented pairs")
@@ -61,7 +66,9 @@ def main(argv=None):
         updates, opt_state = opt.update(grads, opt_state, trainable)
         return optax.apply_updates(trainable, updates), opt_state, frozen, loss
 
-    sources = pair_sources(args.images, args.synthetic, args.seed, args.tfds_dir, args.max_gap)
+    sources = PairMix(*pair_sources(args.images, args.synthetic, args.seed, args.tfds_dir, args.max_gap),
+                      objects=tuple(load_objects(args.objects, split="train")), paste=args.paste,
+                      kinds=tuple(args.pair_kinds) if args.pair_kinds else None)
     pool = siamfc.build_pool(args.out, config, params, sources, args.pool, args.seed) \
         if args.backbone == "mobilenet_v2" else None
     response = siamfc.response_size(config, pool)
@@ -101,7 +108,8 @@ def main(argv=None):
             "command": common.command_line("experiments/train_siamfc.py", argv), **selected,
             "schedule_steps": args.steps, "steps_done": int(last) if step0 < last else step0,
             "batch": args.batch, "seed": args.seed, "pool": args.pool,
-            "images": args.images, "synthetic_sequences": args.synthetic,
+            "images": args.images, "synthetic_sequences": args.synthetic, "paste": args.paste,
+            "objects": args.objects, "num_objects": len(sources.objects), "pair_kinds": args.pair_kinds,
             "train_seconds_this_run": round(time.time() - t0, 1), "devices": len(jax.devices())})
         print(f"exported {args.export}")
     return final

@@ -130,3 +130,25 @@ def test_iounet_proposals_overlap_their_box():
     props2, targets = iounet.proposal_targets(np.random.default_rng(0), [box, box], 32)
     np.testing.assert_array_equal(props2[0], props)                  # same rng stream
     np.testing.assert_allclose(targets[0], 2 * ious - 1, rtol=1e-6)
+
+
+def test_pair_kinds_draw_one_source_alone_and_name_an_empty_choice():
+    """``raw_pair(kinds=...)`` draws only the kinds asked for (one data source alone), and
+    asking for a kind without data is an error, not a silent fallback."""
+    import numpy as np
+    import pytest
+
+    from jaxtrack.data.sources import raw_pair
+    from jaxtrack.data.synthetic import make_sequence
+    photo = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    cutout = np.zeros((40, 30, 4), np.uint8)
+    cutout[5:35, 5:25] = (200, 30, 30, 255)
+    seq = make_sequence([9, 0], num_frames=3, size=(96, 120))
+    rng = np.random.default_rng(1)
+    for _ in range(8):                 # the sequence's frames are 96 x 120, the photograph's 120 x 160
+        z = raw_pair(rng, [photo], [seq], None, 0, paste=True, objects=[cutout], kinds=("sequence",))[0]
+        assert z.shape[:2] == (96, 120)
+        z = raw_pair(rng, [photo], [seq], None, 0, paste=True, objects=[cutout], kinds=("object",))[0]
+        assert z.shape[:2] == (120, 160)
+    with pytest.raises(ValueError, match="no training pair source left"):
+        raw_pair(rng, [photo], [], None, 0, kinds=("sequence",))

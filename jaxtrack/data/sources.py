@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -101,17 +102,35 @@ def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: st
     return images, sequences, sampler
 
 
+PAIR_KINDS = ("image", "sequence", "tfds", "paste", "object")
+
+
+class PairMix(NamedTuple):
+    """Where training pairs come from: the three sources of :func:`pair_sources`, plus
+    copy-paste pairs (``paste``; with RGBA ``objects``) and ``kinds``, the subset of
+    :data:`PAIR_KINDS` drawn (None: every kind present), to train on one source alone."""
+    images: list
+    sequences: list
+    sampler: object = None
+    objects: tuple = ()
+    paste: bool = False
+    kinds: tuple | None = None
+
+
 def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int, paste: bool = False,
-             objects=()):
+             objects=(), kinds=None):
     """(image_z, box_z, image_x, box_x) from a source chosen at random among those present.
 
     ``paste`` adds copy-paste pairs (:func:`pairs.paste_pair`) as further sources: shapes cut
     from the photographs and, when ``objects`` (RGBA cut-outs) are given, those objects, both
-    pasted on the photographs. Off by default, so the pair streams without it stay the same."""
+    pasted on the photographs. Off by default, so the pair streams without it stay the same.
+    ``kinds`` keeps only those of :data:`PAIR_KINDS` (None: all present)."""
     from jaxtrack.data import pairs
     kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler),
                                ("paste", paste and images), ("object", paste and images and len(objects)))
-             if have]
+             if have and (kinds is None or k in kinds)]
+    if not kinds:
+        raise ValueError("no training pair source left: the pair kinds asked for have no data")
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "image":
         return pairs.image_pair(rng, images[int(rng.integers(len(images)))])

@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxtrack import ops
 from jaxtrack.data import pairs
-from jaxtrack.data.sources import raw_pair
+from jaxtrack.data.sources import PairMix, raw_pair
 from jaxtrack.train.common import cached_pool
 from jaxtrack.trackers import siamfc
 
@@ -23,9 +23,12 @@ POOL_CHUNK = 256      # pairs per seeded draw in the pool (gradnet.pool_from_sia
 
 # ------------------------------------------------------------------ data
 
-def draw_pair(rng, config, images, sequences, sampler, index):
-    """One augmented training pair from a randomly chosen source."""
-    return pairs.siamfc_crop_pair(rng, config, *raw_pair(rng, images, sequences, sampler, index))
+def draw_pair(rng, config, sources, index):
+    """One augmented training pair from a randomly chosen source of ``sources`` (the
+    (images, sequences, sampler) of ``pair_sources``, or a :class:`PairMix`)."""
+    mix = sources if isinstance(sources, PairMix) else PairMix(*sources)
+    return pairs.siamfc_crop_pair(rng, config, *raw_pair(rng, mix.images, mix.sequences, mix.sampler, index,
+                                                         mix.paste, mix.objects, mix.kinds))
 
 
 def labels_for(offsets, response_size, config, r_pos=16.0):
@@ -42,7 +45,7 @@ def make_batch(seed, step, batch, config, sources, stream=0):
     """``batch`` crop pairs (z, x, offsets) drawn from ``(seed, stream, step)``: training (0)
     and the pool (1) have separate streams, so resuming redraws exactly the same batches."""
     rng = np.random.default_rng([seed, stream, step])
-    ps = [draw_pair(rng, config, *sources, index=step * batch + i) for i in range(batch)]
+    ps = [draw_pair(rng, config, sources, index=step * batch + i) for i in range(batch)]
     return (np.stack([p.z for p in ps]), np.stack([p.x for p in ps]),
             np.stack([p.offset for p in ps]))
 
