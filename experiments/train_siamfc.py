@@ -18,6 +18,7 @@ import optax
 from jaxtrack import checkpoints, cli
 from jaxtrack.data.sources import PAIR_KINDS, PairMix, load_objects, pair_sources
 from jaxtrack.train import common, siamfc
+from jaxtrack.train.siamfc import HEADS
 from jaxtrack.trackers.siamfc import SiamFCConfig
 
 
@@ -36,6 +37,11 @@ def parse(argv=None):
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--pool", type=int, default=4096, help="mobilenet_v2: cached augmented pairs")
+    ap.add_argument("--head-init", default="default", choices=("default",) + HEADS,
+                    help="mobilenet_v2: start the head at an untrained projection (make_siamfc_heads.py's), "
+                         "fitted on the pool; default: small random")
+    ap.add_argument("--decay-to-init", action="store_true",
+                    help="weight decay pulls the head towards its start instead of towards zero")
     common.add_sgd_args(ap)
     common.add_run_args(ap, ckpt_every=200)
     common.add_validation_args(ap, val_every=500)
@@ -47,9 +53,17 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     config = SiamFCConfig(backbone=args.backbone)
     params = siamfc.init_params(config, args.seed)
+    sources = PairMix(*pair_sources(args.images, args.synthetic, args.seed, args.tfds_dir, args.max_gap),
+                      objects=tuple(load_objects(args.objects, split="train")), paste=args.paste,
+                      kinds=tuple(args.pair_kinds) if args.pair_kinds else None)
+    pool = siamfc.build_pool(args.out, config, params, sources, args.pool, args.seed) \
+        if args.backbone == "mobilenet_v2" else None
+    if args.head_init != "default":           # an untrained projection, fitted on the pool's features
+        params = {**params, "head": siamfc.pool_head(config, args.head_init, pool, args.seed)}
     trainable, frozen = siamfc.split_params(config, params)
 
-    schedule, opt = common.siamfc_sgd(args.lr, args.final_lr, args.steps, args.weight_decay, args.momentum)
+    schedule, opt = common.siamfc_sgd(args.lr, args.final_lr, args.steps, args.weight_decay, args.momentum,
+                                      anchor=trainable if args.decay_to_init else None)
     opt_state = opt.init(trainable)
     step0 = 0
     ckpt = os.path.join(args.out, "checkpoint.msgpack")
@@ -66,11 +80,6 @@ def main(argv=None):
         updates, opt_state = opt.update(grads, opt_state, trainable)
         return optax.apply_updates(trainable, updates), opt_state, frozen, loss
 
-    sources = PairMix(*pair_sources(args.images, args.synthetic, args.seed, args.tfds_dir, args.max_gap),
-                      objects=tuple(load_objects(args.objects, split="train")), paste=args.paste,
-                      kinds=tuple(args.pair_kinds) if args.pair_kinds else None)
-    pool = siamfc.build_pool(args.out, config, params, sources, args.pool, args.seed) \
-        if args.backbone == "mobilenet_v2" else None
     response = siamfc.response_size(config, pool)
 
     log_path = os.path.join(args.out, "log.jsonl")
@@ -108,6 +117,7 @@ def main(argv=None):
             "command": common.command_line("experiments/train_siamfc.py", argv), **selected,
             "schedule_steps": args.steps, "steps_done": int(last) if step0 < last else step0,
             "batch": args.batch, "seed": args.seed, "pool": args.pool,
+            "head_init": args.head_init, "decay_to_init": args.decay_to_init,
             "images": args.images, "synthetic_sequences": args.synthetic, "paste": args.paste,
             "objects": args.objects, "num_objects": len(sources.objects), "pair_kinds": args.pair_kinds,
             "train_seconds_this_run": round(time.time() - t0, 1), "devices": len(jax.devices())})

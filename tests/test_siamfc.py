@@ -117,3 +117,23 @@ def test_untrained_heads_keep_dot_products_centre_and_whiten():
     assert np.abs(pca[:, 64:]).max() == 0 and pca[:, :64].var(0)[0] > pca[:, :64].var(0)[-1]
     with pytest.raises(ValueError, match="unknown head"):
         untrained_head("learned")
+
+
+def test_pool_head_scales_the_projection_to_unit_logits():
+    """``--head-init``: the untrained head fitted on a pool, scaled so the response logits
+    have unit standard deviation (the projection itself unchanged up to that scale)."""
+    from jaxtrack.trackers import siamfc
+    from jaxtrack.train.siamfc import pool_head, untrained_head
+    rng = np.random.default_rng(0)
+    pool = {"z": rng.standard_normal((8, 16, 16, 96)).astype(np.float16) + 2,
+            "x": rng.standard_normal((8, 32, 32, 96)).astype(np.float16) + 2}
+    config = siamfc.SiamFCConfig(backbone="mobilenet_v2")
+    head = pool_head(config, "identity", pool)
+    adj = head["adjust"]
+    z = jnp.einsum("bhwc,cd->bhwd", jnp.asarray(pool["z"], jnp.float32), adj["kernel"]) + adj["bias"]
+    x = jnp.einsum("bhwc,cd->bhwd", jnp.asarray(pool["x"], jnp.float32), adj["kernel"]) + adj["bias"]
+    logits = siamfc.score(config, {"head": {"bias": jnp.zeros(())}}, siamfc.template_features(config, z), x)
+    assert abs(float(jnp.std(logits)) - 1.0) < 1e-3
+    raw = untrained_head("identity")["adjust"]["kernel"]
+    gain = float(adj["kernel"][0, 0])
+    np.testing.assert_allclose(np.asarray(adj["kernel"]), raw * gain, rtol=1e-6)

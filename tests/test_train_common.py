@@ -152,3 +152,20 @@ def test_pair_kinds_draw_one_source_alone_and_name_an_empty_choice():
         assert z.shape[:2] == (120, 160)
     with pytest.raises(ValueError, match="no training pair source left"):
         raw_pair(rng, [photo], [], None, 0, kinds=("sequence",))
+
+
+def test_decay_towards_the_start_pulls_params_back_to_it():
+    """``siamfc_sgd(anchor=...)``: with no loss gradient, the weights return to the anchor
+    (plain weight decay would take them to zero)."""
+    import jax.numpy as jnp
+    import optax
+
+    from jaxtrack.train.common import siamfc_sgd
+    anchor = {"k": jnp.array([1.0, -2.0])}
+    params = {"k": jnp.array([3.0, 0.0])}
+    _, opt = siamfc_sgd(0.5, 0.5, 10, weight_decay=0.5, momentum=0.0, anchor=anchor)
+    state = opt.init(params)
+    for _ in range(60):
+        updates, state = opt.update({"k": jnp.zeros(2)}, state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(params["k"], anchor["k"], atol=1e-4)

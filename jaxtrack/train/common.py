@@ -24,14 +24,26 @@ from jaxtrack.fileio import atomic_write_bytes, atomic_write_json
 # ------------------------------------------------------------------ optimiser
 
 def siamfc_sgd(lr: float, final_lr: float, steps: int, weight_decay: float, momentum: float,
-               decay_mask=None):
+               decay_mask=None, anchor=None):
     """(schedule, optimiser) of siamfc-pytorch / GradNet: SGD with momentum and weight decay
     (on the leaves ``decay_mask`` marks, default all), the learning rate decaying
-    log-linearly from ``lr`` to ``final_lr`` over ``steps``."""
+    log-linearly from ``lr`` to ``final_lr`` over ``steps``. With ``anchor`` (a params
+    pytree) the decay pulls towards it instead of towards zero (:func:`decay_towards`)."""
     import optax
     schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
-    return schedule, optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
-                                 optax.sgd(schedule, momentum=momentum))
+    decay = optax.add_decayed_weights(weight_decay, mask=decay_mask) if anchor is None \
+        else decay_towards(anchor, weight_decay)
+    return schedule, optax.chain(decay, optax.sgd(schedule, momentum=momentum))
+
+
+def decay_towards(anchor, rate: float):
+    """Weight decay towards ``anchor``: adds ``rate * (params - anchor)`` to the updates, so a
+    head started at an untrained projection stays near it unless the loss pays for moving."""
+    import optax
+
+    def update_fn(updates, state, params):
+        return jax.tree_util.tree_map(lambda u, p, a: u + rate * (p - a), updates, params, anchor), state
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
 # ------------------------------------------------------------------ state, log, pools

@@ -206,3 +206,23 @@ def untrained_head(name: str, mean=None, values=None, components=None, seed: int
         k = components / np.sqrt(np.maximum(values, 1e-6 * values[0]))
         return head_variables(k, -mean @ k)
     raise ValueError(f"unknown head {name!r}; choose from {HEADS}")
+
+
+def pool_head(config, name: str, pool: dict, seed: int = 0, max_vectors: int = 200_000,
+              pairs: int = 64) -> dict:
+    """:func:`untrained_head` ``name`` with mean and components fitted on a feature pool's
+    exemplar and search cells (evenly subsampled to ``max_vectors``), as jax arrays, its
+    adjust scaled so the response logits of the pool's first ``pairs`` pairs have unit
+    standard deviation (the tracker's decisions do not change with a positive scale; the
+    logistic loss does, and raw dot products of 96 channels over 64 cells saturate it)."""
+    if pool is None:
+        raise SystemExit("--head-init needs the mobilenet_v2 feature pool")
+    vectors = np.concatenate([pool["z"].reshape(-1, IN_CHANNELS), pool["x"].reshape(-1, IN_CHANNELS)])
+    vectors = vectors[::max(1, len(vectors) // max_vectors)]
+    head = jax.tree_util.tree_map(jnp.asarray, untrained_head(name, *feature_statistics(vectors), seed=seed))
+    adj = head["adjust"]
+    z = jnp.einsum("bhwc,cd->bhwd", jnp.asarray(pool["z"][:pairs], jnp.float32), adj["kernel"]) + adj["bias"]
+    x = jnp.einsum("bhwc,cd->bhwd", jnp.asarray(pool["x"][:pairs], jnp.float32), adj["kernel"]) + adj["bias"]
+    logits = siamfc.score(config, {"head": {"bias": jnp.zeros(())}}, siamfc.template_features(config, z), x)
+    gain = 1.0 / jnp.sqrt(jnp.std(logits) + 1e-12)          # logits are quadratic in the adjust
+    return {**head, "adjust": {"kernel": adj["kernel"] * gain, "bias": adj["bias"] * gain}}
