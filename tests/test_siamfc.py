@@ -137,3 +137,20 @@ def test_pool_head_scales_the_projection_to_unit_logits():
     raw = untrained_head("identity")["adjust"]["kernel"]
     gain = float(adj["kernel"][0, 0])
     np.testing.assert_allclose(np.asarray(adj["kernel"]), raw * gain, rtol=1e-6)
+
+
+def test_small_targets_variant_floors_the_exemplar_side():
+    """``min_exemplar_side``: a 10 px target gets a 64 px exemplar (and a 64 * 255 / 127 px
+    search region) on every frame; a large target keeps siamfc-pytorch's sides."""
+    tracker = jaxtrack.make_tracker("siamfc", variant="tiny", allow_random=True, min_exemplar_side=64.0)
+    jt = JitTracker(tracker)
+    seq = make_sequence([3, 1], num_frames=3, size=(96, 120))
+    frame = pad_frame(seq.frame(0))
+    state = jt.init(tracker.params, frame, jnp.array([50.0, 40.0, 10.0, 10.0]))
+    assert float(state.z_side) == 64.0
+    for i in (1, 2):
+        state, _ = jt.step(tracker.params, state, pad_frame(seq.frame(i)))
+        assert float(state.z_side) >= 64.0 - 1e-4
+        np.testing.assert_allclose(float(state.x_side), float(state.z_side) * 191 / 127, rtol=1e-6)
+    big = jt.init(tracker.params, frame, jnp.array([20.0, 20.0, 60.0, 50.0]))
+    assert float(big.z_side) == pytest.approx(np.sqrt((60 + 55) * (50 + 55)), rel=1e-6)

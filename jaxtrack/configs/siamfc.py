@@ -9,4 +9,6 @@ VARIANTS = frozen({
     # siamfc-pytorch's network (docs/fidelity_siamfc.md): load its .pth with --weights
     "official": {"backbone": "alexnet"},
     "tiny": {"backbone": "alexnet", "instance_size": 191, "response_up": 4},
+    # jaxtrack's small/fast-target variant (docs/generalization.md): exemplar side >= 64 px
+    "small_targets": {"min_exemplar_side": 64.0},
 })

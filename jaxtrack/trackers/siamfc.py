@@ -54,6 +54,10 @@ class SiamFCConfig:
     # lost: the peak's probability (sigmoid) below lost_ratio x its mean over the first frames
     lost_ratio: float = 0.5
     lost_reference_frames: int = 5
+    # jaxtrack's small-target variant (0: siamfc-pytorch): the exemplar crop side never falls
+    # below this many image pixels, so a target of a few tens of pixels is not blown up 4x into
+    # the exemplar and the search region (instance/exemplar times that side) keeps up with motion
+    min_exemplar_side: float = 0.0
 
     def __post_init__(self):
         models.check_backbone("siamfc", self.backbone, BACKBONES)
@@ -133,9 +137,12 @@ def init_backbone(config: SiamFCConfig, key):
 # ------------------------------------------------------------------- tracking
 
 def exemplar_side(config, target_size):
-    """SiamFC's exemplar crop side: sqrt((w + p)(h + p)), p = context * (w + h)."""
+    """SiamFC's exemplar crop side: sqrt((w + p)(h + p)), p = context * (w + h); at least
+    ``config.min_exemplar_side`` (0 in siamfc-pytorch)."""
     context = config.context * jnp.sum(target_size)
-    return jnp.sqrt(jnp.prod(target_size + context))
+    side = jnp.sqrt(jnp.prod(target_size + context))
+    floor = getattr(config, "min_exemplar_side", 0.0)       # GradNet's config shares this geometry
+    return jnp.maximum(side, floor) if floor > 0 else side
 
 
 def crop_rounded(config: SiamFCConfig, frame: Frame, center, sides, out_size: int, fill):
@@ -206,8 +213,11 @@ def track_step(config: SiamFCConfig, params, state: SiamFCState, frame: Frame):
         actual = scale
     lost, peak_sum = online.low_peak(state.frame_index + 1, jax.nn.sigmoid(peak), state.peak_sum,
                                      config.lost_reference_frames, config.lost_ratio)
-    state = state._replace(center=center, target_size=target_size,
-                           z_side=state.z_side * actual, x_side=state.x_side * actual,
+    z_side, x_side = state.z_side * actual, state.x_side * actual
+    if config.min_exemplar_side > 0:        # the sides follow the box down to the floor only
+        z_side = exemplar_side(config, target_size)
+        x_side = z_side * config.instance_size / config.exemplar_size
+    state = state._replace(center=center, target_size=target_size, z_side=z_side, x_side=x_side,
                            frame_index=state.frame_index + 1, peak_sum=peak_sum)
     box = jnp.concatenate([center - target_size / 2, target_size])
     return state, TrackOutput(box, peak, lost)
