@@ -22,14 +22,15 @@ package photographs plus synthetic sequences; ``docs/validation.md``), the same 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
 from jaxtrack import checkpoints, cli
 from jaxtrack.data import sources as sources_lib
-from jaxtrack.train.siamfc import HEADS, IN_CHANNELS, feature_statistics, untrained_head
+from jaxtrack.train import common
+from jaxtrack.train.siamfc import HEADS, feature_statistics, pool_cells, untrained_head
+
 
 def pooled_vectors(pairs: int, seed: int, images_dir: str, synthetic: int) -> np.ndarray:
     """Backbone features (every cell of exemplar and search maps) of ``pairs`` honest pairs."""
@@ -39,7 +40,7 @@ def pooled_vectors(pairs: int, seed: int, images_dir: str, synthetic: int) -> np
     params = train_siamfc.init_params(config, seed)
     sources = sources_lib.pair_sources(images_dir, synthetic, seed, split="train")
     pool = train_siamfc.draw_pool(config, params, sources, pairs, seed)
-    return np.concatenate([pool["z"].reshape(-1, IN_CHANNELS), pool["x"].reshape(-1, IN_CHANNELS)])
+    return pool_cells(pool)
 
 
 def main(argv=None):
@@ -62,10 +63,9 @@ def main(argv=None):
     for name in args.heads:
         path = os.path.join(args.out, f"{name}.msgpack")
         checkpoints.save_variables(path, untrained_head(name, seed=args.seed, **stats))
-        with open(path + ".json", "w") as f:
-            json.dump({"what": f"untrained SiamFC head '{name}' (experiments/make_siamfc_heads.py)",
-                       "pairs": args.pairs, "seed": args.seed, "images": args.images,
-                       "image_split": "train", "synthetic_sequences": args.synthetic}, f, indent=1)
+        common.write_provenance(path, {"what": f"untrained SiamFC head '{name}' (experiments/make_siamfc_heads.py)",
+                                       "pairs": args.pairs, "seed": args.seed, "images": args.images,
+                                       "image_split": "train", "synthetic_sequences": args.synthetic})
         print(f"wrote {path}")
 
 

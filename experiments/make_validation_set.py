@@ -18,6 +18,7 @@ import os
 import sys
 import time
 
+from jaxtrack import cli
 from jaxtrack.data import sources, synthetic
 from jaxtrack.data import validation as V
 
@@ -91,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -50,6 +50,8 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    if args.objects and not args.paste:
+        raise SystemExit("--objects needs --paste (the cut-outs are only used for copy-paste pairs)")
     os.makedirs(args.out, exist_ok=True)
     config = SiamFCConfig(backbone=args.backbone)
     params = siamfc.init_params(config, args.seed)

@@ -145,8 +145,7 @@ def search_branch(config: GradNetConfig, params, feats):
     """Search features (official scala1-5) from :func:`backbone_features` output."""
     if config.backbone == "alexnet":
         return _alexnet().apply(params["search"], feats)
-    adj = params["search"]["adjust"]
-    return jnp.einsum("bhwc,cd->bhwd", feats, adj["kernel"]) + adj["bias"]
+    return siamfc.adjust(params["search"]["adjust"], feats)
 
 
 def siamfc_template(config: GradNetConfig, params, feats):
@@ -160,9 +159,7 @@ def shallow(config: GradNetConfig, params, feats):
     """Template shallow features h (official conv2/pool2 output of ``scala2_z``)."""
     if config.backbone == "alexnet":
         return _alexnet().apply(params["template"], feats, method="shallow")
-    adj = params["template"]["adjust"]
-    h = jnp.einsum("bhwc,cd->bhwd", feats, adj["kernel"]) + adj["bias"]
-    return _centre(h, config.shallow_crop)
+    return _centre(siamfc.adjust(params["template"]["adjust"], feats), config.shallow_crop)
 
 
 def deep(config: GradNetConfig, params, h, initial: bool = False):

@@ -97,8 +97,12 @@ def embed(config: SiamFCConfig, params, images, train: bool = False):
         return module.apply(params["backbone"], images, train=False), None
     # frozen ImageNet features, then the trained 1x1 adjust layer
     feats = jax.lax.stop_gradient(module.apply(params["backbone"], images))
-    adj = params["head"]["adjust"]
-    return jnp.einsum("bhwc,cd->bhwd", feats, adj["kernel"]) + adj["bias"], None
+    return adjust(params["head"]["adjust"], feats), None
+
+
+def adjust(adj, feats):
+    """A 1x1 ``adjust`` layer (``{"kernel": [C, D], "bias": [D]}``) on ``[..., h, w, C]`` features."""
+    return jnp.einsum("...hwc,cd->...hwd", feats, adj["kernel"]) + adj["bias"]
 
 
 def template_features(config: SiamFCConfig, feats):

@@ -98,9 +98,7 @@ def make_loss(config):
         params = {**frozen, **trainable}
         if config.backbone == "mobilenet_v2":
             # z, x are cached frozen-backbone features: only the head runs here
-            adj = params["head"]["adjust"]
-            fz = jnp.einsum("bhwc,cd->bhwd", z, adj["kernel"]) + adj["bias"]
-            fx = jnp.einsum("bhwc,cd->bhwd", x, adj["kernel"]) + adj["bias"]
+            fz, fx = (siamfc.adjust(params["head"]["adjust"], a) for a in (z, x))
             logits = siamfc.score(config, params, siamfc.template_features(config, fz), fx)
             return ops.balanced_logistic_loss(logits, labels), frozen
         # end to end: BN in training mode, its running statistics carried as ``frozen``
@@ -208,6 +206,11 @@ def untrained_head(name: str, mean=None, values=None, components=None, seed: int
     raise ValueError(f"unknown head {name!r}; choose from {HEADS}")
 
 
+def pool_cells(pool: dict) -> np.ndarray:
+    """Every cell of a feature pool's exemplar and search maps as ``[N, 96]`` vectors."""
+    return np.concatenate([pool["z"].reshape(-1, IN_CHANNELS), pool["x"].reshape(-1, IN_CHANNELS)])
+
+
 def pool_head(config, name: str, pool: dict, seed: int = 0, max_vectors: int = 200_000,
               pairs: int = 64) -> dict:
     """:func:`untrained_head` ``name`` with mean and components fitted on a feature pool's
@@ -217,12 +220,11 @@ def pool_head(config, name: str, pool: dict, seed: int = 0, max_vectors: int = 2
     logistic loss does, and raw dot products of 96 channels over 64 cells saturate it)."""
     if pool is None:
         raise SystemExit("--head-init needs the mobilenet_v2 feature pool")
-    vectors = np.concatenate([pool["z"].reshape(-1, IN_CHANNELS), pool["x"].reshape(-1, IN_CHANNELS)])
+    vectors = pool_cells(pool)
     vectors = vectors[::max(1, len(vectors) // max_vectors)]
     head = jax.tree_util.tree_map(jnp.asarray, untrained_head(name, *feature_statistics(vectors), seed=seed))
     adj = head["adjust"]
-    z = jnp.einsum("bhwc,cd->bhwd", jnp.asarray(pool["z"][:pairs], jnp.float32), adj["kernel"]) + adj["bias"]
-    x = jnp.einsum("bhwc,cd->bhwd", jnp.asarray(pool["x"][:pairs], jnp.float32), adj["kernel"]) + adj["bias"]
+    z, x = (siamfc.adjust(adj, jnp.asarray(pool[k][:pairs], jnp.float32)) for k in ("z", "x"))
     logits = siamfc.score(config, {"head": {"bias": jnp.zeros(())}}, siamfc.template_features(config, z), x)
     gain = 1.0 / jnp.sqrt(jnp.std(logits) + 1e-12)          # logits are quadratic in the adjust
     return {**head, "adjust": {"kernel": adj["kernel"] * gain, "bias": adj["bias"] * gain}}
