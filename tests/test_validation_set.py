@@ -136,3 +136,12 @@ def test_write_otb_root_reads_back_and_is_idempotent(tmp_path):
     assert V.is_current(tmp_path, {"seed": 1}) and not V.is_current(tmp_path, {"seed": 2})
     assert V.write_otb_root(entries[:1], tmp_path, {"seed": 2})       # a changed set: stale folder goes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attributes.json", "manifest.json", "probe_s20_v3"]
+
+
+def test_validation_parts_are_named_by_prefix_and_averaged_apart():
+    """The validation log reports each part's mean AUC: synthetic, composed, real video."""
+    from jaxtrack.train.selection import part_means, part_of
+    assert [part_of(n) for n in ("val_syn_00", "val_comp_03", "val_small_01", "val_real_vtest_0540_0")] == \
+        ["synthetic", "composed", "composed", "real"]
+    per = {"val_syn_00": 0.8, "val_syn_01": 0.6, "val_fast_00": 0.5, "val_real_vtest_0540_0": 0.25}
+    assert part_means(per) == {"composed": 0.5, "real": 0.25, "synthetic": 0.7}

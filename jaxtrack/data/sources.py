@@ -13,6 +13,7 @@ import numpy as np
 
 DEFAULT_IMAGES = os.path.expanduser("~/.cache/jaxtrack/train_images")
 DEFAULT_OBJECTS = os.path.expanduser("~/.cache/jaxtrack/train_objects")
+DEFAULT_VIDEOS = os.path.expanduser("~/.cache/jaxtrack/train_videos")
 
 
 def _split_files(files: list[str], split: str | None) -> list[str]:
@@ -75,6 +76,20 @@ def load_objects(folder: str | None, split: str | None = None) -> list[np.ndarra
     return [obj for obj in objects if obj is not None]
 
 
+def video_files(folder: str | None) -> list[str]:
+    """The videos (``*.avi``, ``*.mp4``) of ``folder``, sorted by name."""
+    if not folder:
+        return []
+    return sorted(glob.glob(os.path.join(folder, "*.avi")) + glob.glob(os.path.join(folder, "*.mp4")))
+
+
+def load_video_tracks(folder: str | None, split: str = "train") -> list:
+    """The pseudo-labelled tracks (:mod:`jaxtrack.data.motion_tracks`) of every video in
+    ``folder`` that fall in ``split`` of its time split, as in-memory sequences."""
+    from jaxtrack.data.motion_tracks import video_tracks
+    return [seq for path in video_files(folder) for seq in video_tracks(path, split)]
+
+
 def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: str | None = None,
                  max_gap: int = 50, num_frames: int = 60, appearance_change: float = 0.0,
                  split: str | None = "train"):
@@ -102,32 +117,36 @@ def pair_sources(images_dir: str | None, synthetic: int, seed: int, tfds_dir: st
     return images, sequences, sampler
 
 
-PAIR_KINDS = ("image", "sequence", "tfds", "paste", "object")
+PAIR_KINDS = ("image", "sequence", "tfds", "paste", "object", "video")
 
 
 class PairMix(NamedTuple):
     """Where training pairs come from: the three sources of :func:`pair_sources`, plus
-    copy-paste pairs (``paste``; with RGBA ``objects``) and ``kinds``, the subset of
-    :data:`PAIR_KINDS` drawn (None: every kind present), to train on one source alone."""
+    copy-paste pairs (``paste``; with RGBA ``objects``), pseudo-labelled tracks of real video
+    (``videos``, :func:`load_video_tracks`) and ``kinds``, the subset of :data:`PAIR_KINDS`
+    drawn (None: every kind present), to train on one source alone."""
     images: list
     sequences: list
     sampler: object = None
     objects: tuple = ()
     paste: bool = False
     kinds: tuple | None = None
+    videos: tuple = ()
 
 
 def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int, paste: bool = False,
-             objects=(), kinds=None):
+             objects=(), kinds=None, videos=()):
     """(image_z, box_z, image_x, box_x) from a source chosen at random among those present.
 
     ``paste`` adds copy-paste pairs (:func:`pairs.paste_pair`) as further sources: shapes cut
     from the photographs and, when ``objects`` (RGBA cut-outs) are given, those objects, both
     pasted on the photographs. Off by default, so the pair streams without it stay the same.
+    ``videos``: pseudo-labelled tracks of real video, two frames of one track.
     ``kinds`` keeps only those of :data:`PAIR_KINDS` (None: all present)."""
     from jaxtrack.data import pairs
     kinds = [k for k, have in (("image", images), ("sequence", sequences), ("tfds", sampler),
-                               ("paste", paste and images), ("object", paste and images and len(objects)))
+                               ("paste", paste and images), ("object", paste and images and len(objects)),
+                               ("video", len(videos)))
              if have and (kinds is None or k in kinds)]
     if not kinds:
         raise ValueError("no training pair source left: the pair kinds asked for have no data")
@@ -138,6 +157,7 @@ def raw_pair(rng: np.random.Generator, images, sequences, sampler, index: int, p
         pool = objects if kind == "object" else images
         return pairs.paste_pair(rng, images[int(rng.integers(len(images)))],
                                 pool[int(rng.integers(len(pool)))])
-    if kind == "sequence":
-        return pairs.sequence_pair(rng, sequences[int(rng.integers(len(sequences)))])
+    if kind in ("sequence", "video"):
+        pool = videos if kind == "video" else sequences
+        return pairs.sequence_pair(rng, pool[int(rng.integers(len(pool)))])
     return sampler[index]

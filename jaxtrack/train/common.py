@@ -128,7 +128,7 @@ def add_run_args(ap: argparse.ArgumentParser, ckpt_every: int) -> None:
 
 
 def add_validation_args(ap: argparse.ArgumentParser, val_every: int) -> None:
-    """``--val-root --val-every --val-sequences --export-last`` (docs/validation.md)."""
+    """``--val-root --val-every --val-sequences --export-last --keep-validated`` (docs/validation.md)."""
     ap.add_argument("--val-root", default=None,
                     help="validation set for model selection (default ~/.cache/jaxtrack/validation when "
                          "built by experiments/make_validation_set.py); a benchmark root is refused")
@@ -137,6 +137,9 @@ def add_validation_args(ap: argparse.ArgumentParser, val_every: int) -> None:
     ap.add_argument("--val-sequences", nargs="+", default=None, help="a subset of the validation set")
     ap.add_argument("--export-last", action="store_true",
                     help="export the last step instead of the best by validation AUC")
+    ap.add_argument("--keep-validated", action="store_true",
+                    help="also keep the weights of every validated step (validated/step_NNNNNN.msgpack), "
+                         "for learning curves")
 
 
 def validation_due(args, step: int, log_path: str) -> str | None:
@@ -158,7 +161,10 @@ def validate_step(args, root: str, out: str, step: int, tracker_name: str, track
     result = selection.validation_auc(tracker_name, tracker_params, root, sequences=args.val_sequences,
                                       **overrides)
     best = selection.keep_if_best(out, step, result, exported)
-    log_record(log_path, {"step": step, "val_auc": round(result["auc"], 4), "val_frames": result["frames"],
+    if getattr(args, "keep_validated", False):
+        checkpoints.save_variables(os.path.join(out, "validated", f"step_{step:06d}.msgpack"), exported)
+    log_record(log_path, {"step": step, "val_auc": round(result["auc"], 4), "val_parts": result["parts"],
+                          "val_frames": result["frames"],
                           "val_root": root, "best": best, "val_s": round(time.time() - t0, 1)})
 
 
@@ -181,7 +187,8 @@ def exported_choice(args, out: str, last_variables) -> tuple[object, dict]:
         return last_variables, {"selected": "last step" + ("" if args.export_last else " (no validation ran)")}
     variables = checkpoints.load_variables(os.path.join(out, selection.BEST), last_variables)
     return variables, {"selected": "best validation AUC", "selected_step": best["step"],
-                       "val_auc": best["auc"], "val_per_sequence": best["per_sequence"]}
+                       "val_auc": best["auc"], "val_parts": best.get("parts"),
+                       "val_per_sequence": best["per_sequence"]}
 
 
 def command_line(script: str, argv=None) -> str:

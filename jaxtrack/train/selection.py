@@ -38,7 +38,8 @@ def validation_root(root: str | None) -> str | None:
 def validation_auc(tracker_name: str, params, root: str, *, sequences=None, seed: int = 0,
                    variant: str = "default", **overrides) -> dict:
     """Mean success AUC of ``tracker_name`` with ``params`` over the validation set at ``root``:
-    ``{"auc", "per_sequence": {name: auc}, "frames"}`` (sequences tracked from their first box)."""
+    ``{"auc", "per_sequence": {name: auc}, "parts": {part: mean auc}, "frames"}`` (sequences
+    tracked from their first box; ``parts`` by :func:`part_of`, reported, not selected on)."""
     from jaxtrack.data.readers import load_dataset
     from jaxtrack.driver import run_sequence
     from jaxtrack.eval.sweep import sequence_result
@@ -48,7 +49,22 @@ def validation_auc(tracker_name: str, params, root: str, *, sequences=None, seed
     for seq in load_dataset("otb", root, sequences=sequences):
         per[seq.name] = sequence_result(run_sequence(jt, seq, seed=seed), seq)["auc"]
         frames += len(seq)
-    return {"auc": sum(per.values()) / len(per), "per_sequence": per, "frames": frames}
+    return {"auc": sum(per.values()) / len(per), "per_sequence": per, "parts": part_means(per),
+            "frames": frames}
+
+
+def part_of(name: str) -> str:
+    """Which part of the validation set a sequence is: "synthetic" (``val_syn_*``), "real"
+    (``val_real_*``, pseudo-labelled real video) or "composed" (the rest)."""
+    return "synthetic" if name.startswith("val_syn_") else "real" if name.startswith("val_real_") else "composed"
+
+
+def part_means(per_sequence: dict) -> dict:
+    """{part: mean AUC} over the parts present (:func:`part_of`)."""
+    groups = {}
+    for name, auc in per_sequence.items():
+        groups.setdefault(part_of(name), []).append(auc)
+    return {part: round(sum(v) / len(v), 4) for part, v in sorted(groups.items())}
 
 
 _COMPILED = {}      # (tracker, variant, overrides) -> JitTracker: later validations reuse the compiled steps

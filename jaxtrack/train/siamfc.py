@@ -28,7 +28,7 @@ def draw_pair(rng, config, sources, index):
     (images, sequences, sampler) of ``pair_sources``, or a :class:`PairMix`)."""
     mix = sources if isinstance(sources, PairMix) else PairMix(*sources)
     return pairs.siamfc_crop_pair(rng, config, *raw_pair(rng, mix.images, mix.sequences, mix.sampler, index,
-                                                         mix.paste, mix.objects, mix.kinds))
+                                                         mix.paste, mix.objects, mix.kinds, mix.videos))
 
 
 def labels_for(offsets, response_size, config, r_pos=16.0):
