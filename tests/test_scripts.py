@@ -131,3 +131,22 @@ def test_probe_table_grids_size_by_speed_and_names_a_wrong_folder(tmp_path, run_
     assert "| mean | 0.60 | 0.20 | 0.40 |" in proc.stdout and out.read_text() == proc.stdout
     bad = run_script("probe_table", tmp_path, check=False)
     assert bad.returncode != 0 and "metrics.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_validation_table_splits_parts_and_correlates_with_the_reported(tmp_path, run_script):
+    """Rows merge result folders and provenance files; parts by name; Spearman over rows."""
+    def folder(name, per):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"per_sequence": {k: {"auc": v} for k, v in per.items()}}))
+        return tmp_path / name
+    rows = []
+    for i, (syn, comp, real, shared) in enumerate([(0.9, 0.5, 0.5, 0.4), (0.8, 0.6, 0.6, 0.5), (0.7, 0.7, 0.8, 0.6)]):
+        prov = tmp_path / f"p{i}.json"
+        prov.write_text(json.dumps({"val_per_sequence": {"val_syn_00": syn, "val_comp_00": comp}}))
+        rows += ["--row", f"r{i}", prov, folder(f"real{i}", {"val_real_v_0540_0": real}),
+                 folder(f"otb{i}", {"Crossing": shared, "Skiing": shared})]
+    proc = run_script("validation_table", *rows)
+    assert "| r0 | 0.900 | 0.500 | 0.500 | 0.633 | 0.400 |" in proc.stdout
+    assert "synthetic: -1.00" in proc.stdout and "composed: +1.00" in proc.stdout and "real: +1.00" in proc.stdout
+    bad = run_script("validation_table", "--row", "x", tmp_path / "nowhere", check=False)
+    assert bad.returncode != 0 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
