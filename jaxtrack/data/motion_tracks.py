@@ -16,6 +16,8 @@ walker from being in both.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from jaxtrack.data.sequence import Sequence
@@ -129,11 +131,10 @@ def track_sequences(frames: np.ndarray, tracks, prefix: str) -> list[Sequence]:
 def video_tracks(path: str, split: str, *, prefix: str | None = None, **link_kw) -> list[Sequence]:
     """The pseudo-labelled tracks of the video at ``path`` in ``split`` ("train" or
     "validation", :data:`TIME_SPLIT`) as sequences."""
-    import os
     if split not in TIME_SPLIT:
         raise ValueError(f"split must be one of {sorted(TIME_SPLIT)}, got {split!r}")
-    frames = read_video(path)
     start, stop = TIME_SPLIT[split]
+    frames = read_video(path, max_frames=stop)          # the background model needs every frame before
     tracks = link_tracks(foreground_boxes(frames), frames.shape[1:3], start=start, stop=stop, **link_kw)
     stem = prefix or os.path.splitext(os.path.basename(path))[0]
-    return track_sequences(frames, tracks, f"{stem}")
+    return track_sequences(frames, tracks, stem)
