@@ -145,7 +145,7 @@ def main(argv=None):
             common.validate_step(args, root, args.out, done, name, tracker_params,
                                  gradnet.export_variables(config, args.variant, host), log_path, **overrides)
 
-    validate(step0)                         # a resumed run catches up on a validation it missed
+    validate(step0)                         # the start (step 0), or what a resumed run missed
     for step in range(step0, last):
         batch = gradnet.make_batch(pool, config, response, args.seed, step, args.groups, args.k,
                                    generalization, next_view, args.train_search, recipe.one_template)

@@ -124,7 +124,7 @@ def main(argv=None):
             common.validate_step(args, root, args.out, done, "atom", {"backbone": backbone, **head},
                                  head, log_path, backbone=config.backbone)
 
-    validate(step0)                         # a resumed run catches up on a validation it missed
+    validate(step0)                         # the start (step 0), or what a resumed run missed
     while step < last:
         batch = jax.device_put(pending.result(), devices.data)
         if step + 1 < last:

@@ -102,7 +102,7 @@ def main(argv=None):
             common.validate_step(args, root, args.out, done, "siamfc", siamfc.tracker_params(config, *host),
                                  siamfc.export_variables(config, *host), log_path, backbone=config.backbone)
 
-    validate(step0)                         # a resumed run catches up on a validation it missed
+    validate(step0)                         # the start (step 0), or what a resumed run missed
     for step in range(step0, last):
         batch = siamfc.train_batch(config, args.seed, step, args.batch, response, pool, sources)
         z, x, labels = jax.device_put(batch, devices.data)

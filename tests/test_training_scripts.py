@@ -63,9 +63,9 @@ def test_train_siamfc_selects_on_the_validation_set_and_refuses_another_root(tmp
                                          "--export", str(tmp_path / "x.msgpack")])
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     kept = sorted(p.name for p in (tmp_path / "a" / "validated").iterdir())
-    assert kept == ["step_000002.msgpack", "step_000003.msgpack"]
+    assert kept == ["step_000000.msgpack", "step_000002.msgpack", "step_000003.msgpack"]
     vals = [r for r in log if "val_auc" in r]
-    assert [r["step"] for r in vals] == [2, 3] and vals[0]["best"] and vals[0]["val_frames"] == 8
+    assert [r["step"] for r in vals] == [0, 2, 3] and vals[0]["best"] and vals[0]["val_frames"] == 8
     assert set(vals[0]["val_parts"]) == {"composed"}                 # v0, v1: neither val_syn_ nor val_real_
     best = json.loads((tmp_path / "a" / "best.msgpack.json").read_text())
     assert abs(best["auc"] - max(r["val_auc"] for r in vals)) < 1e-4        # the log rounds to 1e-4

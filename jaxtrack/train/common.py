@@ -143,10 +143,11 @@ def add_validation_args(ap: argparse.ArgumentParser, val_every: int) -> None:
 
 
 def validation_due(args, step: int, log_path: str) -> str | None:
-    """The validation root when ``step`` is one to validate (every ``--val-every`` steps and
-    the last, a validation set built, not yet validated: a resumed run catches up), else None."""
+    """The validation root when ``step`` is one to validate (step 0, the weights training starts
+    from, so that a run never exports worse than its start; every ``--val-every`` steps and
+    the last; a validation set built; not yet validated: a resumed run catches up), else None."""
     from jaxtrack.train import selection
-    if not args.val_every or step <= 0 or (step % args.val_every and step != args.steps):
+    if not args.val_every or step < 0 or (step % args.val_every and step != args.steps):
         return None
     root = selection.validation_root(args.val_root)
     return None if root is None or step in validated_steps(log_path) else root
