@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from jaxtrack import cli
+from jaxtrack.fileio import atomic_write_bytes
 from jaxtrack.data.sources import DEFAULT_IMAGES, DEFAULT_VIDEOS
 
 PYPI = [("scikit-image", "skimage/data/")]
@@ -162,9 +163,7 @@ def collect_videos(out: str, packages=tuple(VIDEO_PACKAGES)) -> list[dict]:
             if not name.endswith(VIDEO_PACKAGES[package]):
                 continue
             fname = os.path.basename(name)
-            with open(os.path.join(out, fname + ".tmp"), "wb") as f:
-                f.write(data)
-            os.replace(os.path.join(out, fname + ".tmp"), os.path.join(out, fname))
+            atomic_write_bytes(os.path.join(out, fname), data)
             manifest.append({"file": fname, "package": package, "source": name,
                              "sha256": hashlib.sha256(data).hexdigest()})
     _write_manifest(out, manifest)

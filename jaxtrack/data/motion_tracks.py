@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from jaxtrack.boxes import iou
 from jaxtrack.data.sequence import Sequence
 
 # frame ranges [start, stop) of each split of a video; the first WARMUP frames are left out
@@ -54,23 +55,13 @@ def foreground_boxes(frames: np.ndarray, *, history: int = 200, var_threshold: f
     return out
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xywh box with each of ``boxes`` ``[k, 4]``."""
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
-    y2 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return inter / (box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter)
-
-
 def _continues(prev: np.ndarray, found: np.ndarray, min_iou: float, max_area_change: float) -> np.ndarray:
     """(k,) bool: the regions ``found`` that may be ``prev`` one frame later: overlap by
     ``min_iou`` or more, area within a factor ``max_area_change``."""
     if not len(found):
         return np.zeros(0, bool)
     grow = found[:, 2] * found[:, 3] / (prev[2] * prev[3])
-    return (_iou(prev, found) >= min_iou) & (grow >= 1 / max_area_change) & (grow <= max_area_change)
+    return (iou(prev, found) >= min_iou) & (grow >= 1 / max_area_change) & (grow <= max_area_change)
 
 
 def link_tracks(boxes: list[np.ndarray], frame_hw, *, start: int = 0, stop: int | None = None,
@@ -101,7 +92,7 @@ def link_tracks(boxes: list[np.ndarray], frame_hw, *, start: int = 0, stop: int 
         still = []
         for first, track in active:
             ok = _continues(track[-1], found, min_iou, max_area_change)
-            near = _iou(track[-1], found) > ambiguous_iou if len(found) else ok
+            near = iou(track[-1], found) > ambiguous_iou if len(found) else ok
             if ok.sum() == 1 and near.sum() == 1 and inside[ok].all() and not claimed[ok].any():
                 claimed |= ok
                 track.append(found[ok][0])
