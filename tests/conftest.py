@@ -14,6 +14,15 @@ OTB_ROOT = SHARED / "data" / "otb"
 MOBILENET_PT = SHARED / "weights" / "mobilenet_v2_imagenet_features.pt"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """A test module's ``SLOW_CASES`` (test names with their parameters) are ``slow``: the cases
+    of a parametrised test that would put the default suite over its 15 minutes."""
+    for item in items:
+        if item.name in getattr(item.module, "SLOW_CASES", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def otb_root():
     if not OTB_ROOT.is_dir():

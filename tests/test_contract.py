@@ -20,6 +20,8 @@ from jaxtrack.driver import JitTracker, run_sequence
 from jaxtrack.frames import bucket_shape, pad_frame
 
 TRACKERS = jaxtrack.available_trackers()
+# DAT's batched and exported steps take 20-30 s each to compile on 2 cores: run with -m slow
+SLOW_CASES = {"test_batched_equals_one_at_a_time[dat]", "test_exported_equals_jitted[dat]"}
 
 
 def _sequences():

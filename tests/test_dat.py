@@ -126,8 +126,8 @@ def test_folded_mobilenet_matches_the_flax_module(mobilenet_pt):
     from jaxtrack.models.pretrained import mobilenet_v2_variables
     v = mobilenet_v2_variables(mobilenet_pt)
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 107, 107, 3)) * 255
-    ref = MobileNetV2Features(last_block=13).apply(v, x)
-    got = folded_features(fold_batchnorm(v, 13), x)
+    ref = jax.jit(MobileNetV2Features(last_block=13).apply)(v, x)
+    got = jax.jit(folded_features)(fold_batchnorm(v, 13), x)
     assert got.shape == (2, 7, 7, 96)
     np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
 

@@ -92,9 +92,10 @@ def test_second_order_matches_finite_differences():
         trainable, frozen = _split(params)
         f = lambda t: _loss(config, train=False)(t, frozen, z, x, labels.astype(jnp.float64),
                                                  weights.astype(jnp.float64))
-        g2 = jax.grad(f)(trainable)
-        g1 = jax.grad(lambda t: _loss(config, first_order=True, train=False)(
-            t, frozen, z, x, labels.astype(jnp.float64), weights.astype(jnp.float64)))(trainable)
+        g2 = jax.jit(jax.grad(f))(trainable)
+        g1 = jax.jit(jax.grad(lambda t: _loss(config, first_order=True, train=False)(
+            t, frozen, z, x, labels.astype(jnp.float64), weights.astype(jnp.float64))))(trainable)
+        f = jax.jit(f)
         # direction: the deep1 kernel only (where first and second order differ)
         d = jax.random.normal(jax.random.PRNGKey(9), trainable["template"]["deep1"]["kernel"].shape, jnp.float64)
         def along(eps):
@@ -219,22 +220,22 @@ def test_train_search_adds_the_baselines_loss_and_trains_the_search_branch():
     z_own = jax.random.normal(jax.random.PRNGKey(9), (g, k) + z.shape[1:])
     trainable, frozen = train_gradnet.split_params(config, "full", params, train_search=True)
     assert {"search", "bias"} <= set(trainable) and not {"search", "bias"} & set(frozen)
-    loss_fn = train_gradnet.make_loss(config, "full")
+    loss_fn = jax.jit(train_gradnet.make_loss(config, "full"))
     gradnet_only, _ = loss_fn(trainable, frozen, z, x, labels, weights)
     joint, _ = loss_fn(trainable, frozen, z, x, labels, weights, z_own=z_own)
     head, rest = train_gradnet.split_params(config, "siamfc", params)
     pairs = lambda a: a.reshape((g * k, 1) + a.shape[2:])                  # noqa: E731
-    baseline, base_grads = jax.value_and_grad(lambda t: train_gradnet.make_loss(config, "siamfc")(
-        t, rest, z_own.reshape((g * k,) + z.shape[1:]), pairs(x), pairs(labels), pairs(weights))[0])(head)
+    baseline, base_grads = jax.jit(jax.value_and_grad(lambda t: train_gradnet.make_loss(config, "siamfc")(
+        t, rest, z_own.reshape((g * k,) + z.shape[1:]), pairs(x), pairs(labels), pairs(weights))[0]))(head)
     np.testing.assert_allclose(float(joint), float(gradnet_only) + float(baseline), rtol=1e-5)
-    grads = jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights, z_own=z_own)[0])(trainable)
+    grads = jax.jit(jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights, z_own=z_own)[0]))(trainable)
     assert _norm(grads["search"]) > 0 and abs(float(grads["bias"])) > 0
     # ... from the baseline's loss alone: exactly the baseline's gradient on these pairs
     _close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
     jax.tree_util.tree_map(_close, grads["search"]["adjust"], base_grads["head"]["adjust"])
     _close(grads["bias"], base_grads["head"]["bias"])
     # while the template branch still gets GradNet's gradient
-    plain = jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights)[0])(trainable)
+    plain = jax.jit(jax.grad(lambda t: loss_fn(t, frozen, z, x, labels, weights)[0]))(trainable)
     jax.tree_util.tree_map(_close, grads["template"], plain["template"])
 
 

@@ -102,6 +102,7 @@ def test_hlo_index_names_the_class_of_each_fused_operation():
     assert any(rec["source"] and "test_scripts.py" in rec["source"] for rec in index.values())
 
 
+@pytest.mark.slow  # 20-30 s on 2 cores (machine rates, a profile, two trackers on a dataset)
 def test_roofline_measures_rates_costs_a_profile_and_auc_beside_an_opencv_peer(tmp_path, got10k_root, run_script):
     out, plot = tmp_path / "r.json", tmp_path / "r.png"
     run_script("bench_roofline", "--trackers", "siamfc:alexnet", "--frames", "2", "--reps", "2",

@@ -85,7 +85,7 @@ def test_trained_mobilenet_siamfc_tracks_a_synthetic_sequence():
         "backbone": jt.params["backbone"],
         "head": siamfc.init_head(jt.tracker.config, jax.random.PRNGKey(7))}))
     for seed in (101, 102):           # training used synthetic seeds >= 1000
-        seq = make_sequence(seed, num_frames=60)
+        seq = make_sequence(seed, num_frames=30)
         aucs.append(sequence_metrics(run_sequence(jt, seq).boxes, seq.gt, 0)["auc"])
         random_aucs.append(sequence_metrics(run_sequence(rand, seq).boxes, seq.gt, 0)["auc"])
     assert np.mean(aucs) > 0.5, aucs
