@@ -63,11 +63,27 @@ def test_run_ope_rejects_a_bad_set(tmp_path, got10k_root, run_script):
     assert proc.returncode != 0 and "learning_rate" in proc.stderr and "unknown config field" in proc.stderr
 
 
-def test_bench_compile_reports_compile_and_frame_times(tmp_path, run_script):
+def test_bench_compile_reports_compile_frame_times_and_warm_starts(tmp_path, run_script):
+    """Compile and frame times; the warm starts: two fresh processes each way (the tracker's
+    code, an export of it), the second of each pair on the cache the first filled."""
     out = tmp_path / "b.json"
-    run_script("bench_compile", "--trackers", "siamfc:mobilenet_v2", "--frames", "3", "--no-warm", "--out", out)
+    proc = run_script("bench_compile", "--trackers", "siamfc:alexnet", "--frames", "2", "--out", out)
     row = json.loads(out.read_text())["rows"][0]
     assert row["compile_init_s"] > 0 and row["compile_track_step_s"] > 0 and row["fps"] > 0
+    for k in ("warm_first_init_and_step_s", "exported_warm_first_init_and_step_s", "export_s",
+              "warm_process_wall_s", "exported_warm_process_wall_s"):
+        assert row[k] > 0, k
+    assert "warm start, exported (s)" in proc.stdout
+
+
+def test_bench_dat_counts_the_loops_in_its_flops(tmp_path, run_script):
+    """DAT's tiny variant with 32 candidates in chunks of 8 and a 3-iteration update."""
+    out = tmp_path / "d.json"
+    run_script("bench_dat", "--variant", "tiny", "--allow-random", "--set", "n_samples=32", "chunk=8",
+               "maxiter_update=3", "--reps", "1", "--out", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["candidates"]["loop_count"] == 4 and rows["update"]["loop_count"] == 3
+    assert all(r["gflop"] > 0 and r["ms"] > 0 for r in rows.values())
 
 
 def test_the_jaxtrack_command_lists_every_subcommand_with_an_example(capsys):

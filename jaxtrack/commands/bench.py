@@ -4,7 +4,9 @@ For each tracker/backbone it measures, on one device:
 
 * cold compile of ``init`` and ``track_step`` (``jit(...).lower(...).compile()``, no cache);
 * warm start: a fresh process whose persistent compilation cache was filled by an earlier
-  process, timed from process start to the first ``track_step`` result;
+  process, timed from process start to the first ``track_step`` result; and the same from an
+  export (``jaxtrack export``'s file, so the process traces no tracker code: the start a
+  researcher gets when re-running an unchanged tracker);
 * steady per-frame time of the jitted ``track_step`` (median and p90) and frames per second;
 * the number of compilations over a whole dataset (``--root``: the shape buckets in use);
 * with ``--torch`` (CPU only), the same SiamFC AlexNet per-frame work in PyTorch eager
@@ -144,19 +146,59 @@ def measure(spec: str, frames: int, root: str | None) -> dict:
     return rec
 
 
-def warm_start(spec: str, device: str | None) -> dict:
-    """Two fresh processes sharing a new cache folder: the second one starts warm."""
-    with tempfile.TemporaryDirectory() as cache:
-        res = []
-        for _ in range(2):
-            cmd = [sys.executable, "-m", "jaxtrack.commands.bench", "--child", spec, "--cache-dir", cache]
-            if device:
-                cmd += ["--device", device]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            res.append(json.loads(out.strip().splitlines()[-1]))
-    return {"cold_process_start_to_first_step_s": res[0]["start_to_first_step_s"],
-            "warm_process_start_to_first_step_s": res[1]["start_to_first_step_s"],
-            "warm_first_init_and_step_s": res[1]["first_init_and_step_s"]}
+def child_exported_first_step(path: str) -> dict:
+    """Run in a fresh process: load an export and time from start to the first step's result
+    (no tracker source is traced: the jitted functions are the exported StableHLO)."""
+    import jax
+    from jaxtrack.export import load_exported
+    exported = load_exported(path)
+    f0, f1, box = _frame()
+    t_ready = time.perf_counter()
+    bucket = exported.bucket_for(*f0.shape[:2])
+    state = exported.init(bucket, f0, box, jax.random.PRNGKey(0))
+    state, out_box, *_ = exported.step(bucket, state, f1)
+    jax.block_until_ready(out_box)
+    t = time.perf_counter()
+    return {"start_to_first_step_s": t - T_START, "first_init_and_step_s": t - t_ready}
+
+
+def _two_children(args: list, device: str | None, cache: str) -> list:
+    """The JSON records of two fresh ``bench`` processes run one after the other on ``cache``,
+    each with ``process_wall_s``: its whole life, interpreter start and imports included."""
+    cmd = [sys.executable, "-m", "jaxtrack.commands.bench", *args, "--cache-dir", cache]
+    if device:
+        cmd += ["--device", device]
+    out = []
+    for _ in range(2):
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        out.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "process_wall_s": time.perf_counter() - t})
+    return out
+
+
+def warm_start(spec: str, device: str | None, exported: bool = True) -> dict:
+    """Two fresh processes sharing a new cache folder: the second one starts warm. With
+    ``exported``, the same for two processes that load an export of the tracker (the export's
+    own time, tracing and lowering both functions once, is ``export_s``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        res = _two_children(["--child", spec], device, os.path.join(tmp, "cache"))
+        rec = {"cold_process_start_to_first_step_s": res[0]["start_to_first_step_s"],
+               "warm_process_start_to_first_step_s": res[1]["start_to_first_step_s"],
+               "warm_first_init_and_step_s": res[1]["first_init_and_step_s"],
+               "warm_process_wall_s": res[1]["process_wall_s"]}
+        if exported:
+            from jaxtrack.export import export_tracker
+            from jaxtrack.frames import pad_frame
+            path = os.path.join(tmp, "tracker.npz")
+            tracker, _ = _build(spec)
+            t = time.perf_counter()
+            export_tracker(tracker, [pad_frame(_frame()[0]).image.shape[:2]], path)
+            rec["export_s"] = time.perf_counter() - t
+            res = _two_children(["--child-exported", path], device, os.path.join(tmp, "cache_exported"))
+            rec.update({"exported_warm_process_start_to_first_step_s": res[1]["start_to_first_step_s"],
+                        "exported_warm_first_init_and_step_s": res[1]["first_init_and_step_s"],
+                        "exported_warm_process_wall_s": res[1]["process_wall_s"]})
+    return rec
 
 
 # ------------------------------------------------------------------ PyTorch eager reference
@@ -219,15 +261,16 @@ def torch_siamfc_alexnet(frames: int) -> dict:
 
 def table(rows) -> str:
     head = ("| tracker | device | compile init (s) | compile step (s) | init run (ms) | warm start (s) | "
-            "cold start (s) | frame median (ms) | p90 (ms) | mean (ms) | FPS (median) | FPS (mean) | "
-            "compilations / seqs |")
-    out = [head, "|" + "---|" * 13]
+            "warm start, exported (s) | cold start (s) | frame median (ms) | p90 (ms) | mean (ms) | "
+            "FPS (median) | FPS (mean) | compilations / seqs |")
+    out = [head, "|" + "---|" * 14]
     for r in rows:
         f = lambda k, fmt="%.2f": (fmt % r[k]) if k in r else "-"
         comp = f"{r['dataset_compilations']} / {r['dataset_sequences']}" if "dataset_compilations" in r else "-"
         out.append(f"| {r['tracker']} | {r['device']} | {f('compile_init_s')} | {f('compile_track_step_s')} | "
                    f"{f('init_run_ms', '%.0f')} | "
-                   f"{f('warm_process_start_to_first_step_s')} | {f('cold_process_start_to_first_step_s')} | "
+                   f"{f('warm_process_start_to_first_step_s')} | "
+                   f"{f('exported_warm_process_start_to_first_step_s')} | {f('cold_process_start_to_first_step_s')} | "
                    f"{f('frame_median_ms', '%.1f')} | {f('frame_p90_ms', '%.1f')} | {f('frame_mean_ms', '%.1f')} | "
                    f"{f('fps', '%.1f')} | {f('fps_mean', '%.1f')} | {comp} |")
     return "\n".join(out)
@@ -239,23 +282,25 @@ def add_arguments(ap) -> None:
     ap.add_argument("--root", default=None, help="an OTB-layout folder: count compilations over it")
     ap.add_argument("--torch", action="store_true", help="also time PyTorch eager SiamFC AlexNet (CPU)")
     ap.add_argument("--device", default=None, choices=["cpu", "gpu"])
-    ap.add_argument("--no-warm", action="store_true", help="skip the two-process warm-start test")
+    ap.add_argument("--no-warm", action="store_true", help="skip the two-process warm-start tests")
+    ap.add_argument("--no-exported", action="store_true", help="skip the warm start from an export")
     ap.add_argument("--out", default="bench_compile.json")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-exported", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
 
 
 def run(args):
     cli.select_device(args.device)
-    if args.child:
+    if args.child or args.child_exported:
         cli.enable_compilation_cache(args.cache_dir)
-        print(json.dumps(child_first_step(args.child)))
+        print(json.dumps(child_first_step(args.child) if args.child else child_exported_first_step(args.child_exported)))
         return
     rows = []
     for spec in args.trackers:
         rec = measure(spec, args.frames, args.root)
         if not args.no_warm:
-            rec.update(warm_start(spec, args.device))
+            rec.update(warm_start(spec, args.device, exported=not args.no_exported))
         rows.append(rec)
         print(json.dumps(rec), flush=True)
     if args.torch:

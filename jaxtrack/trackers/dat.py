@@ -269,10 +269,16 @@ def crop_patches(config: DATConfig, frame: Frame, boxes):
     return jax.vmap(one)(boxes)
 
 
+def chunk_size(config: DATConfig, n: int) -> int:
+    """Boxes per chunk of :func:`extract` for ``n`` boxes: ``config.chunk``, else 8 on CPU and
+    all at once elsewhere."""
+    return min(config.chunk or (8 if jax.default_backend() == "cpu" else n), n)
+
+
 def extract(config: DATConfig, conv, frame: Frame, boxes, with_patches: bool = False):
-    """Flat conv features ``[N, D]`` of boxes, cropped and run in chunks of ``config.chunk``."""
+    """Flat conv features ``[N, D]`` of boxes, cropped and run in chunks of :func:`chunk_size`."""
     n = boxes.shape[0]
-    c = min(config.chunk or (8 if jax.default_backend() == "cpu" else n), n)
+    c = chunk_size(config, n)
     m = -(-n // c)
     padded = jnp.concatenate([boxes, jnp.broadcast_to(boxes[:1], (m * c - n, 4))]) if m * c > n else boxes
 
