@@ -15,15 +15,13 @@ warm-up. The state is DAT's ``init`` on a synthetic 320x240 frame (seed 0).
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import jaxtrack
 from jaxtrack import cli
+from jaxtrack.commands import roofline
 from jaxtrack.data.synthetic import make_sequence
 from jaxtrack.fileio import atomic_write_json
 from jaxtrack.frames import pad_frame
@@ -33,16 +31,8 @@ from jaxtrack.trackers import dat
 def timed(fn, args, reps: int, loop_count: int) -> dict:
     """Compile ``fn`` alone; its FLOPs (cost analysis x ``loop_count``), median ms, GFLOP/s."""
     compiled = jax.jit(fn).lower(*args).compile()
-    ca = compiled.cost_analysis()
-    ca = ca[0] if isinstance(ca, list) else ca
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t)
-    gflop = float(ca["flops"]) * loop_count / 1e9
-    ms = 1e3 * float(np.median(times))
+    gflop = roofline.cost(compiled)["flops"] * loop_count / 1e9
+    ms = 1e3 * roofline.median_time(compiled, args, reps)
     return {"gflop": gflop, "ms": ms, "gflops_per_s": gflop / ms * 1e3, "loop_count": loop_count, "reps": reps}
 
 

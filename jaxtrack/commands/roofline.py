@@ -64,7 +64,8 @@ def cost(compiled) -> dict:
             "transcendentals": float(ca.get("transcendentals", 0.0))}
 
 
-def _median_time(fn, args, reps: int) -> float:
+def median_time(fn, args, reps: int) -> float:
+    """Median seconds of ``reps`` calls of ``fn(*args)`` after one warm-up call."""
     import jax
     import numpy as np
     jax.block_until_ready(fn(*args))
@@ -94,13 +95,13 @@ def machine_rates(reps: int = 20) -> dict:
             fn = jax.jit(lambda a, b, g=groups: jax.lax.conv_general_dilated(
                 a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g))
         flops = cost(fn.lower(x, w).compile())["flops"]
-        sec = _median_time(fn, (x, w), reps)
+        sec = median_time(fn, (x, w), reps)
         out[name] = {"flops": flops, "seconds": sec, "gflops_per_s": flops / sec / 1e9}
     # memory: y = 2x + 1 over 64 MiB in, 64 MiB out (the bound of elementwise fusions)
     x = jax.random.normal(jax.random.PRNGKey(1), (16 * 1024 * 1024,), jnp.float32)
     fn = jax.jit(lambda a: 2.0 * a + 1.0)
     moved = cost(fn.lower(x).compile())["bytes"]
-    sec = _median_time(fn, (x,), reps)
+    sec = median_time(fn, (x,), reps)
     out[STREAM] = {"flops": 0.0, "bytes": moved, "seconds": sec, "gb_per_s": moved / sec / 1e9}
     return out
 
