@@ -19,7 +19,7 @@ def pytest_collection_modifyitems(items):
     """A test module's ``SLOW_CASES`` (test names with their parameters) are ``slow``: the cases
     of a parametrised test that would put the default suite over its 15 minutes."""
     for item in items:
-        if item.name in getattr(item.module, "SLOW_CASES", ()):
+        if item.name in getattr(getattr(item, "module", None), "SLOW_CASES", ()):
             item.add_marker(pytest.mark.slow)
 
 
