@@ -79,8 +79,8 @@ def test_bench_compile_reports_compile_frame_times_and_warm_starts(tmp_path, run
 def test_bench_dat_counts_the_loops_in_its_flops(tmp_path, run_script):
     """DAT's tiny variant with 32 candidates in chunks of 8 and a 3-iteration update."""
     out = tmp_path / "d.json"
-    run_script("bench_dat", "--variant", "tiny", "--allow-random", "--set", "n_samples=32", "chunk=8",
-               "maxiter_update=3", "--reps", "1", "--out", out)
+    run_script("bench_dat", "--variant", "tiny", "--allow-random", "--set", "n_samples=32", "--set", "chunk=8",
+               "--set", "maxiter_update=3", "--reps", "1", "--no-cache", "--out", out)
     rows = json.loads(out.read_text())["rows"]
     assert rows["candidates"]["loop_count"] == 4 and rows["update"]["loop_count"] == 3
     assert all(r["gflop"] > 0 and r["ms"] > 0 for r in rows.values())
