@@ -112,7 +112,9 @@ def time_steps(c: Compiled, frames: int):
     return np.asarray(times)
 
 
-def measure(spec: str, frames: int, root: str | None) -> dict:
+def measure(spec: str, frames: int, root: str | None) -> tuple[dict, Any]:
+    """The record of one tracker (compile, frame times, compilations over ``root``) and the
+    tracker it built."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -143,7 +145,7 @@ def measure(spec: str, frames: int, root: str | None) -> dict:
         rec["dataset_sequences"] = len(seqs)
         rec["dataset_compilations"] = jt.num_compilations
         rec["dataset_buckets"] = sorted(shapes)
-    return rec
+    return rec, tracker
 
 
 def child_exported_first_step(path: str) -> dict:
@@ -176,21 +178,20 @@ def _two_children(args: list, device: str | None, cache: str) -> list:
     return out
 
 
-def warm_start(spec: str, device: str | None, exported: bool = True) -> dict:
-    """Two fresh processes sharing a new cache folder: the second one starts warm. With
-    ``exported``, the same for two processes that load an export of the tracker (the export's
-    own time, tracing and lowering both functions once, is ``export_s``)."""
+def warm_start(spec: str, device: str | None, tracker=None) -> dict:
+    """Two fresh processes sharing a new cache folder: the second one starts warm. Given the
+    built ``tracker``, the same for two processes that load an export of it (the export's own
+    time, tracing and lowering both functions once, is ``export_s``)."""
     with tempfile.TemporaryDirectory() as tmp:
         res = _two_children(["--child", spec], device, os.path.join(tmp, "cache"))
         rec = {"cold_process_start_to_first_step_s": res[0]["start_to_first_step_s"],
                "warm_process_start_to_first_step_s": res[1]["start_to_first_step_s"],
                "warm_first_init_and_step_s": res[1]["first_init_and_step_s"],
                "warm_process_wall_s": res[1]["process_wall_s"]}
-        if exported:
+        if tracker is not None:
             from jaxtrack.export import export_tracker
             from jaxtrack.frames import pad_frame
             path = os.path.join(tmp, "tracker.npz")
-            tracker, _ = _build(spec)
             t = time.perf_counter()
             export_tracker(tracker, [pad_frame(_frame()[0]).image.shape[:2]], path)
             rec["export_s"] = time.perf_counter() - t
@@ -298,9 +299,9 @@ def run(args):
         return
     rows = []
     for spec in args.trackers:
-        rec = measure(spec, args.frames, args.root)
+        rec, tracker = measure(spec, args.frames, args.root)
         if not args.no_warm:
-            rec.update(warm_start(spec, args.device, exported=not args.no_exported))
+            rec.update(warm_start(spec, args.device, None if args.no_exported else tracker))
         rows.append(rec)
         print(json.dumps(rec), flush=True)
     if args.torch:
