@@ -14,6 +14,8 @@ from jaxtrack.train import gradnet as train_gradnet
 from jaxtrack.trackers import gradnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the continuous refind path compiles a second whole tracker (about 40 s): slow
+SLOW_CASES = {"test_refind_is_the_second_search_of_the_official_rule[continuous]"}
 
 
 def _tiny(seed=0, unshared=False, use_gradient=True, channels=16, feat=8, groups=3, k=2):
@@ -331,3 +333,49 @@ def test_clip_template_never_clips_the_baseline():
     np.testing.assert_allclose(norm["template"], 1.0, rtol=1e-5)
     np.testing.assert_allclose(norm["search"], 200.0, rtol=1e-5)
     np.testing.assert_allclose(norm["head"], 200.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["tiny", "continuous"])
+def test_refind_is_the_second_search_of_the_official_rule(mobilenet_pt, variant):
+    """With a refind due, the step searches again around the image centre and keeps that
+    result when both of its peaks are higher (track.py), computed here from two plain
+    :func:`search_maps` calls; without one, the step is the first search alone. The two
+    synthetic sequences give one refind kept and one refused."""
+    import jaxtrack
+    from jaxtrack.data.synthetic import make_sequence
+    from jaxtrack.frames import pad_frame
+    overrides = {} if variant == "tiny" else {"instance_size": 191, "response_up": 4}
+    tracker = jaxtrack.make_tracker("gradnet", variant=variant, allow_random=True, **overrides)
+    config, params = tracker.config, tracker.params
+    init, step = jax.jit(tracker.init), jax.jit(tracker.track_step)
+    search = jax.jit(lambda st, frame, c, side: gradnet.search_maps(config, params, st, frame, c,
+                                                                    config.window_influence, disp_side=side))
+    scales = np.asarray(gradnet.ops.scale_factors(config.num_scales, config.scale_step))
+    lr, lo, hi = config.scale_lr, config.min_side_ratio, config.max_side_ratio
+    kept = set()
+    for seed in (2, 4):
+        seq = make_sequence(seed, num_frames=2, size=(240, 320))
+        state0 = init(params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), jax.random.PRNGKey(0))
+        frame = pad_frame(seq.frame(1))
+        for refind in (False, True):
+            state = state0._replace(refind=jnp.asarray(refind))
+            m1 = search(state, frame, state.center, state.x_side)
+            f1 = (1 - lr) + lr * scales[int(m1["best"])]
+            side1 = np.clip(float(state.x_side) * f1, lo * float(state.x_side0), hi * float(state.x_side0))
+            size1 = np.asarray(state.target_size) * f1
+            want = np.concatenate([np.asarray(m1["center"]) - size1 / 2, size1])
+            if refind:
+                h, w = np.asarray(frame.size, np.float32)
+                official = config.official_refind
+                m2 = search(state, frame, jnp.asarray([w / 2, h / 2]) - (1.0 if official else 0.0),
+                            side1 if official else state.x_side)
+                f2 = scales[int(m2["best"])]
+                size2 = ((1 - lr) * size1 + lr * np.asarray(state.target_size) * f2 if official
+                         else np.asarray(state.target_size) * ((1 - lr) + lr * f2))
+                better = bool(m2["peak"] > m1["peak"]) and bool(m2["gra_peak"] > m1["peak"])
+                kept.add(better)
+                if better:
+                    want = np.concatenate([np.asarray(m2["center"]) - size2 / 2, size2])
+            _, out = step(params, state, frame)
+            np.testing.assert_allclose(np.asarray(out.box), want, atol=1e-3)
+    assert kept == {True, False}

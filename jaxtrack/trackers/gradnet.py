@@ -338,7 +338,16 @@ def _centre_labels(config: GradNetConfig, response: int):
 
 def _update_from_crop(config: GradNetConfig, params, memory, crop):
     """Gradient update of ``memory`` on one centre-scale search crop [S, S, 3]."""
-    xf = search_branch(config, params, backbone_features(config, params, crop[None]))
+    return _update_from_features(config, params, memory, _crop_features(config, params, crop))
+
+
+def _crop_features(config: GradNetConfig, params, crop):
+    """Search features [1, h, w, C] of one search crop [S, S, 3]."""
+    return search_branch(config, params, backbone_features(config, params, crop[None]))
+
+
+def _update_from_features(config: GradNetConfig, params, memory, xf):
+    """Gradient update of ``memory`` on one crop's search features ``xf`` [1, h, w, C]."""
     zf_shape = deep(config, params, memory).shape
     labels, weights = _centre_labels(config, xf.shape[1] - zf_shape[1] + 1)
     z, h_new, _ = gradient_update(config, params, memory, xf[:, None], labels, weights)
@@ -426,8 +435,9 @@ def init(config: GradNetConfig, params, frame: Frame, box, key=None) -> GradNetS
     fz = backbone_features(config, params, z[None])
     kernel_sia = siamfc_template(config, params, fz)
     h0 = shallow(config, params, fz)
-    _, memory = _update_from_crop(config, params, h0, x0)         # official hid_gra at init
-    kernel_gra, h_up = _update_from_crop(config, params, memory, x0)  # frame-0 periodic update
+    xf0 = _crop_features(config, params, x0)                        # once, for both updates
+    _, memory = _update_from_features(config, params, h0, xf0)         # official hid_gra at init
+    kernel_gra, h_up = _update_from_features(config, params, memory, xf0)  # frame-0 periodic update
     memory = config.memory_keep * memory + (1 - config.memory_keep) * h_up
     m = config.num_samples
     samples = jnp.zeros((m,) + x0.shape, jnp.float32).at[0].set(x0)
@@ -453,31 +463,41 @@ def track_step(config: GradNetConfig, params, state: GradNetState, frame: Frame)
         size = state.target_size * ((1 - config.scale_lr) + config.scale_lr * scales[best])
         return center, sx, size
 
-    new_c, best, peak, _ = _search(config, params, state, frame, state.center, window_w)
-    center, x_side, target_size = apply(new_c, best)
+    if not config.refind:
+        new_c, best, peak, _ = _search(config, params, state, frame, state.center, window_w)
+        center, x_side, target_size = apply(new_c, best)
+    else:
+        # official: search again around the image centre; keep it if both maps peak higher.
+        # official_refind (track.py): crops at the old sides around its (H/2, W/2) (jaxtrack's
+        # minus 1), the displacement with the updated sx, the scale update compounded on the
+        # first. Both searches run one compiled search: a 2-step scan whose second step runs
+        # only when a refind is due.
+        mid_c = jnp.stack([width, height]) / 2 - (1.0 if config.official_refind else 0.0)
 
-    if config.refind:
-        # official: search again around the image centre; keep it if both maps peak higher
-        def do_refind(_):
-            if config.official_refind:
-                # track.py: crops at the old sides around its (H/2, W/2) (jaxtrack's minus 1), the
-                # displacement with the updated sx, and the scale update compounded on the first
-                mid_c = jnp.stack([width, height]) / 2 - 1
-                c2, b2, p2, p3 = _search(config, params, state, frame, mid_c, window_w,
-                                         disp_side=x_side)
-                lr = config.scale_lr
-                sx2 = jnp.clip((1 - lr) * x_side + lr * state.x_side * scales[b2],
-                               config.min_side_ratio * state.x_side0, config.max_side_ratio * state.x_side0)
-                ts2 = (1 - lr) * target_size + lr * state.target_size * scales[b2]
-            else:
-                mid_c = jnp.stack([width, height]) / 2
-                c2, b2, p2, p3 = _search(config, params, state, frame, mid_c, window_w)
-                c2, sx2, ts2 = apply(c2, b2)
-            better = (p2 > peak) & (p3 > peak)       # official: F_max2 > F_max and F_max3 > F_max
-            pick = lambda a, b: jnp.where(better, a, b)
-            return pick(c2, center), pick(sx2, x_side), pick(ts2, target_size), pick(p2, peak)
-        center, x_side, target_size, peak = online.lazy_cond(
-            state.refind, do_refind, lambda _: (center, x_side, target_size, peak), None)
+        def one_search(prev, k):
+            _, first_side, _ = apply(prev[0], prev[1])
+            c = jnp.where(k == 0, state.center, mid_c)
+            disp_side = jnp.where((k == 1) & config.official_refind, first_side, state.x_side)
+            out = online.when((k == 0) | state.refind,
+                              lambda _: _search(config, params, state, frame, c, window_w, disp_side=disp_side),
+                              prev)
+            return out, out
+        start = (state.center, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+        _, (cs, bs, ps, gs) = jax.lax.scan(one_search, start, jnp.arange(2))
+        new_c, best, peak = cs[0], bs[0], ps[0]
+        center, x_side, target_size = apply(new_c, best)
+        c2, b2, p2, p3 = cs[1], bs[1], ps[1], gs[1]
+        if config.official_refind:
+            lr = config.scale_lr
+            sx2 = jnp.clip((1 - lr) * x_side + lr * state.x_side * scales[b2],
+                           config.min_side_ratio * state.x_side0, config.max_side_ratio * state.x_side0)
+            ts2 = (1 - lr) * target_size + lr * state.target_size * scales[b2]
+        else:
+            c2, sx2, ts2 = apply(c2, b2)
+        better = state.refind & (p2 > peak) & (p3 > peak)   # official: F_max2 > F_max and F_max3 > F_max
+        pick = lambda a, b: jnp.where(better, a, b)          # noqa: E731
+        center, x_side = pick(c2, center), pick(sx2, x_side)
+        target_size, peak = pick(ts2, target_size), pick(p2, peak)
 
     if config.clamp_box:
         center = jnp.clip(center, 0.0, jnp.stack([width, height]))
