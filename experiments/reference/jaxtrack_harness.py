@@ -52,6 +52,11 @@ def fps(times) -> float:
     return float(len(t) / t.sum())
 
 
+def median_fps(times) -> float:
+    """Frames per second of the median update (``times[1:]``): the steady state."""
+    return float(1.0 / np.median(np.asarray(times, np.float64)[1:]))
+
+
 def compact_json(obj) -> str:
     """JSON with one line per list of numbers (boxes, layer rows)."""
     text = json.dumps(obj, indent=1)
