@@ -10,6 +10,10 @@ from jaxtrack.configs import Row
 from jaxtrack.eval import sweep as S
 from jaxtrack.eval.ope import RunMismatchError, read_boxes
 
+# the script end to end on TADT (a fresh process compiling two TADT rows, 25 s on 2 cores); the
+# sweep it drives is tested in-process above and below
+SLOW_CASES = {"test_ablate_script_tadt_channels"}
+
 ROWS = {"base": Row("siamfc", "tiny"), "w/o scale": Row("siamfc", "tiny", {"scale_step": 1.0})}
 
 

@@ -6,6 +6,11 @@ import pytest
 
 from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
 
+# the benchmark scripts' own tests take 30-50 s each on 2 cores (compilations in fresh
+# processes, warm starts): they run with -m slow, beside the benchmarks themselves
+SLOW_CASES = {"test_bench_compile_reports_compile_frame_times_and_warm_starts",
+              "test_bench_dat_counts_the_loops_in_its_flops"}
+
 
 def test_demo_prints_metrics_and_draws_boxes(tmp_path, run_script):
     out = run_script("demo", "--frames", "30", "--out", tmp_path, "--no-cache").stdout
