@@ -10,10 +10,6 @@ from jaxtrack.configs import Row
 from jaxtrack.eval import sweep as S
 from jaxtrack.eval.ope import RunMismatchError, read_boxes
 
-# the script end to end on TADT (a fresh process compiling two TADT rows, 25 s on 2 cores); the
-# sweep it drives is tested in-process above and below
-SLOW_CASES = {"test_ablate_script_tadt_channels"}
-
 ROWS = {"base": Row("siamfc", "tiny"), "w/o scale": Row("siamfc", "tiny", {"scale_step": 1.0})}
 
 
@@ -131,6 +127,9 @@ def test_truncate_keeps_the_first_frames():
     assert S.truncate(seq, None) is seq and S.truncate(seq, 9) is seq
 
 
+# the script end to end on TADT (a fresh process compiling two TADT rows, 25 s on 2 cores); the
+# sweep it drives is tested in-process above
+@pytest.mark.slow
 def test_ablate_script_tadt_channels(tmp_path, run_script, mobilenet_pt):
     """The script on TADT's table (tiny geometry through --set): the channel count per
     sequence, fewer for the target-aware selection than for all; then a rerun into the same

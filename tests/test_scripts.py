@@ -6,11 +6,6 @@ import pytest
 
 from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
 
-# the benchmark scripts' own tests take 30-50 s each on 2 cores (compilations in fresh
-# processes, warm starts): they run with -m slow, beside the benchmarks themselves
-SLOW_CASES = {"test_bench_compile_reports_compile_frame_times_and_warm_starts",
-              "test_bench_dat_counts_the_loops_in_its_flops"}
-
 
 def test_demo_prints_metrics_and_draws_boxes(tmp_path, run_script):
     out = run_script("demo", "--frames", "30", "--out", tmp_path, "--no-cache").stdout
@@ -68,6 +63,9 @@ def test_run_ope_rejects_a_bad_set(tmp_path, got10k_root, run_script):
     assert proc.returncode != 0 and "learning_rate" in proc.stderr and "unknown config field" in proc.stderr
 
 
+# the benchmark scripts' own tests take 30-50 s each on 2 cores (compilations in fresh
+# processes, warm starts): they run with -m slow, beside the benchmarks themselves
+@pytest.mark.slow
 def test_bench_compile_reports_compile_frame_times_and_warm_starts(tmp_path, run_script):
     """Compile and frame times; the warm starts: two fresh processes each way (the tracker's
     code, an export of it), the second of each pair on the cache the first filled."""
@@ -81,6 +79,7 @@ def test_bench_compile_reports_compile_frame_times_and_warm_starts(tmp_path, run
     assert "warm start, exported (s)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bench_dat_counts_the_loops_in_its_flops(tmp_path, run_script):
     """DAT's tiny variant with 32 candidates in chunks of 8 and a 3-iteration update."""
     out = tmp_path / "d.json"
