@@ -69,9 +69,11 @@ def measure(spec, B, bucket, miss_bucket, steps) -> dict:
     if B == 1:
         # the plain jitted track_step on the same frames, timed step for step beside the
         # batched one (same load): what vmap + masking + sharding cost at B = 1
+        from jaxtrack import xla_options
         from jaxtrack.core import Frame
-        plain_step, plain_frame = jax.jit(tracker.track_step), Frame(images[1, 0], sizes[0])
-        plain_state = jax.jit(tracker.init)(tracker.params, Frame(images[0, 0], sizes[0]), boxes[0], keys[0])
+        opts = tracker.compiler_options
+        plain_step, plain_frame = xla_options.jit(tracker.track_step, opts), Frame(images[1, 0], sizes[0])
+        plain_state = xla_options.jit(tracker.init, opts)(tracker.params, Frame(images[0, 0], sizes[0]), boxes[0], keys[0])
         plain_state, out = plain_step(tracker.params, plain_state, plain_frame)
         jax.block_until_ready(out)
     times = []

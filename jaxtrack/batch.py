@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxtrack import boxes as bx
+from jaxtrack import boxes as bx, xla_options
 from jaxtrack.core import Frame, Tracker
 from jaxtrack.driver import finish_result
 from jaxtrack.frames import bucket_shape, check_image, sequence_key
@@ -123,15 +123,17 @@ class BatchTracker:
         # shard_map: each device runs the vmapped functions on its own slots, no collectives.
         # check_vma=False: trackers' scans start from unbatched constants (e.g. zero
         # filters) whose carries become per-slot, which the varying-axes check rejects.
+        opts = tracker.compiler_options
         self._jit = {
-            "step": jax.jit(jax.shard_map(step, mesh=self.mesh, in_specs=(P(), b, b, b, b),
-                                          out_specs=(b, b), check_vma=False), donate_argnums=(1,)),
-            "init_batch": jax.jit(jax.shard_map(init_batch, mesh=self.mesh,
-                                                in_specs=(P(), b, b, b, b, b, b), out_specs=b,
-                                                check_vma=False),
-                                  donate_argnums=(1,)),
+            "step": xla_options.jit(jax.shard_map(step, mesh=self.mesh, in_specs=(P(), b, b, b, b),
+                                                  out_specs=(b, b), check_vma=False), opts,
+                                    donate_argnums=(1,)),
+            "init_batch": xla_options.jit(jax.shard_map(init_batch, mesh=self.mesh,
+                                                        in_specs=(P(), b, b, b, b, b, b), out_specs=b,
+                                                        check_vma=False), opts,
+                                          donate_argnums=(1,)),
             # one sequence's init (replicated), written into its slot of the sharded state
-            "init_slot": jax.jit(init_slot, donate_argnums=(1,), out_shardings=self.sharded),
+            "init_slot": xla_options.jit(init_slot, opts, donate_argnums=(1,), out_shardings=self.sharded),
         }
 
     @property

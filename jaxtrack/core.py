@@ -17,7 +17,8 @@ dataclass, validated in its ``__post_init__``), ``init(config, params, frame, bo
 ``track_step(config, params, state, frame)`` and ``load_params(config, weights, seed,
 allow_random)``; :func:`build_tracker` turns it into a :class:`Tracker`. Two optional
 hooks: ``make_config(**overrides)`` (defaults that depend on a field) and
-``config_for_weights(config, weights)`` (settings read from the weights file).
+``config_for_weights(config, weights)`` (settings read from the weights file); and one
+constant, ``COMPILER_OPTIONS`` (:mod:`jaxtrack.xla_options`).
 """
 from __future__ import annotations
 
@@ -64,13 +65,16 @@ class Tracker:
     """A built tracker: a name, its config, its params and the two pure functions.
 
     ``init`` and ``track_step`` already have the config bound (it is static), so
-    ``jax.jit(tracker.track_step)`` is all research code needs.
+    ``jax.jit(tracker.track_step)`` is all research code needs. ``compiler_options``: XLA
+    options to compile both with (:mod:`jaxtrack.xla_options`; None: XLA's defaults); they
+    change speed, not the boxes.
     """
     name: str
     config: Any
     params: Any
     init: Callable
     track_step: Callable
+    compiler_options: Any = None
 
 
 def replace_config(config, overrides: dict, where: str):
@@ -133,5 +137,7 @@ def build_tracker(name: str, module, *, weights: str | None = None, seed: int = 
         params = module.load_params(config, weights, seed, allow_random)
         if hasattr(module, "config_for_weights"):      # e.g. TADT: VGG input normalisation
             config = module.config_for_weights(config, weights)
+    from jaxtrack import xla_options
     return Tracker(name, config, params, bind_config(module.init, config),
-                   with_health(bind_config(module.track_step, config)))
+                   with_health(bind_config(module.track_step, config)),
+                   xla_options.for_this_backend(getattr(module, "COMPILER_OPTIONS", None)))

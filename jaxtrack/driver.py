@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import boxes
+from jaxtrack import boxes, xla_options
 from jaxtrack.core import Tracker
 from jaxtrack.frames import pad_frame, sequence_key
 
@@ -19,7 +19,8 @@ from jaxtrack.frames import pad_frame, sequence_key
 class JitTracker:
     """A tracker's ``init`` and ``track_step`` under ``jax.jit``, with a compilation count.
 
-    ``track_step`` donates its state argument so XLA can update buffers in place.
+    ``track_step`` donates its state argument so XLA can update buffers in place; both are
+    compiled with the tracker's ``compiler_options``.
     ``checked=True`` is the debug mode: both run under ``jax.experimental.checkify`` (NaN
     and division checks) and raise at the first operation that makes a NaN, naming it.
     """
@@ -27,13 +28,14 @@ class JitTracker:
     def __init__(self, tracker: Tracker, checked: bool = False):
         self.tracker = tracker
         self.params = tracker.params
+        opts = tracker.compiler_options
         if checked:
-            self._init = jax.jit(_checkified(tracker.init))
-            self._step = jax.jit(_checkified(tracker.track_step), donate_argnums=(1,))
+            self._init = xla_options.jit(_checkified(tracker.init), opts)
+            self._step = xla_options.jit(_checkified(tracker.track_step), opts, donate_argnums=(1,))
             self.init, self.step = _throwing(self._init), _throwing(self._step)
         else:
-            self._init = self.init = jax.jit(tracker.init)
-            self._step = self.step = jax.jit(tracker.track_step, donate_argnums=(1,))
+            self._init = self.init = xla_options.jit(tracker.init, opts)
+            self._step = self.step = xla_options.jit(tracker.track_step, opts, donate_argnums=(1,))
 
     @property
     def num_compilations(self) -> int:

@@ -190,6 +190,7 @@ def export_tracker(tracker, buckets, path: str, platforms=None) -> dict:
             "params": "argument", "serialization": "jax" if _have_flatbuffers() else "json+stablehlo",
             "platforms": platforms_used, "jax": jax.__version__,
             "key": [list(key.shape), str(key.dtype)],
+            "compiler_options": tracker.compiler_options,
             "signature": {"init": "init(param_leaves, image[Hb,Wb,3] uint8, size[2] int32, "
                                   "box[4] float32 xywh, key) -> state_leaves",
                           "step": "step(param_leaves, state_leaves, image, size) -> "
@@ -215,10 +216,13 @@ class ExportedTracker:
         self.params = [jnp.asarray(data[f"param_{i}"]) for i in range(self.meta["num_params"])]
         self.buckets = [tuple(b) for b in self.meta["buckets"]]
         self._init, self._step = {}, {}
+        from jaxtrack import xla_options
+        opts = xla_options.for_this_backend(self.meta.get("compiler_options"))   # the tracker's
         for b in self.buckets:
             name = _bucket_name(b)
-            self._init[b] = jax.jit(from_bytes(data[f"init_{name}"].tobytes()).call)
-            self._step[b] = jax.jit(from_bytes(data[f"step_{name}"].tobytes()).call, donate_argnums=(1,))
+            self._init[b] = xla_options.jit(from_bytes(data[f"init_{name}"].tobytes()).call, opts)
+            self._step[b] = xla_options.jit(from_bytes(data[f"step_{name}"].tobytes()).call, opts,
+                                            donate_argnums=(1,))
 
     def bucket_for(self, h: int, w: int) -> tuple[int, int]:
         """The smallest exported bucket that holds an ``h x w`` frame."""

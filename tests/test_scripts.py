@@ -2,6 +2,7 @@
 refusal to mix runs), bench_compile."""
 import json
 
+import numpy as np
 import pytest
 
 from jaxtrack.data.synthetic import make_dataset, write_got10k_layout
@@ -171,3 +172,13 @@ def test_validation_table_splits_parts_and_correlates_with_the_reported(tmp_path
     assert "synthetic: -1.00" in proc.stdout and "composed: +1.00" in proc.stdout and "real: +1.00" in proc.stdout
     bad = run_script("validation_table", "--row", "x", tmp_path / "nowhere", check=False)
     assert bad.returncode != 0 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow  # about 20 s on 2 cores: SiamFC AlexNet compiled twice
+def test_bench_conv_path_times_both_compile_options_on_the_same_frame(tmp_path, run_script):
+    out = tmp_path / "c.json"
+    run_script("bench_conv_path", "--trackers", "siamfc:alexnet", "--block", "1", "--blocks", "2", "--out", out)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert set(row["median_ms"]) == {"xla defaults", "tracker's options"} and min(row["median_ms"].values()) > 0
+    boxes = list(row["first_box"].values())
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-2)

@@ -78,20 +78,21 @@ def compile_tracker(spec: str) -> Compiled:
     three warm-up steps."""
     import jax
     import jax.numpy as jnp
+    from jaxtrack import xla_options
     from jaxtrack.frames import pad_frame
     tracker, random_weights = _build(spec)
     f0, f1, box = _frame()
     fr0, fr1 = pad_frame(f0), pad_frame(f1)
     args = (tracker.params, fr0, jnp.asarray(box, jnp.float32), jax.random.PRNGKey(0))
     t = time.perf_counter()
-    init_c = jax.jit(tracker.init).lower(*args).compile()
+    init_c = xla_options.jit(tracker.init, tracker.compiler_options).lower(*args).compile()
     t_init = time.perf_counter() - t
     t = time.perf_counter()
     state = init_c(*args)
     jax.block_until_ready(state)
     t_init_run = time.perf_counter() - t
     t = time.perf_counter()
-    step_c = jax.jit(tracker.track_step).lower(tracker.params, state, fr1).compile()
+    step_c = xla_options.jit(tracker.track_step, tracker.compiler_options).lower(tracker.params, state, fr1).compile()
     t_step = time.perf_counter() - t
     for _ in range(3):
         state, out = step_c(tracker.params, state, fr1)

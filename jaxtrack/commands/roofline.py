@@ -50,6 +50,7 @@ KERNELS = {
     "depthwise3x3 3x32x32x192, 9 shifted multiply-adds": ("shifted", (3, 32, 32, 192), (3, 3, 1, 192), 192),
 }
 STREAM = "stream 2x+1, 64 MiB"
+EIGEN_SUFFIX = " [Eigen]"      # the same kernel compiled with xla_options.EIGEN_CONVOLUTIONS
 KERNEL_OF_CLASS = {"dot": "matmul 1024^3", "conv": "conv3x3 3x24x24x384->384 (AlexNet conv4, 3 scales)",
                    "conv1x1": "conv1x1 3x32x32x384->96 (MobileNetV2 features.11 project)",
                    "depthwise": "depthwise3x3 3x32x32x192, 9 shifted multiply-adds"}
@@ -82,21 +83,29 @@ def machine_rates(reps: int = 20) -> dict:
     the memory bandwidth of an elementwise pass (:data:`STREAM`, GB/s)."""
     import jax
     import jax.numpy as jnp
+
+    from jaxtrack import xla_options
+    eigen = xla_options.for_this_backend(xla_options.EIGEN_CONVOLUTIONS)
     out = {}
     for name, (kind, xs, ws, groups) in KERNELS.items():
         kx, kw = jax.random.split(jax.random.PRNGKey(0))
         x, w = jax.random.normal(kx, xs, jnp.float32), jax.random.normal(kw, ws, jnp.float32)
+        paths = [(name, None)]
         if kind == "dot":
-            fn = jax.jit(jnp.dot)
+            fn = jnp.dot
         elif kind == "shifted":           # how jaxtrack's MobileNetV2 computes its depthwise convs
             from jaxtrack.models.mobilenet_v2 import _depthwise3x3
-            fn = jax.jit(lambda a, b: _depthwise3x3(a, b, 1))
+            fn = lambda a, b: _depthwise3x3(a, b, 1)  # noqa: E731
         else:
-            fn = jax.jit(lambda a, b, g=groups: jax.lax.conv_general_dilated(
-                a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g))
-        flops = cost(fn.lower(x, w).compile())["flops"]
-        sec = median_time(fn, (x, w), reps)
-        out[name] = {"flops": flops, "seconds": sec, "gflops_per_s": flops / sec / 1e9}
+            fn = lambda a, b, g=groups: jax.lax.conv_general_dilated(  # noqa: E731
+                a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g)
+            if eigen and groups == 1 and ws[0] > 1:      # the path of trackers with EIGEN_CONVOLUTIONS
+                paths.append((name + EIGEN_SUFFIX, eigen))
+        for label, opts in paths:
+            compiled = xla_options.jit(fn, opts).lower(x, w).compile()
+            flops = cost(compiled)["flops"]
+            sec = median_time(compiled, (x, w), reps)
+            out[label] = {"flops": flops, "seconds": sec, "gflops_per_s": flops / sec / 1e9}
     # memory: y = 2x + 1 over 64 MiB in, 64 MiB out (the bound of elementwise fusions)
     x = jax.random.normal(jax.random.PRNGKey(1), (16 * 1024 * 1024,), jnp.float32)
     fn = jax.jit(lambda a: 2.0 * a + 1.0)
@@ -259,10 +268,15 @@ def tracker_roofline(spec: str, frames: int, rates: dict) -> dict:
     # its achieved rate (its FLOPs over its time) against the machine's rate for that class
     counted = [k for k, v in prof["classes"].items() if v["gflops_per_s"] and k in KERNEL_OF_CLASS]
     dominant = counted[0] if counted else None
-    rate = rates[KERNEL_OF_CLASS[dominant]]["gflops_per_s"] if dominant else None
+    opts = c.tracker.compiler_options
+    kernel = KERNEL_OF_CLASS.get(dominant)
+    if kernel and opts and kernel + EIGEN_SUFFIX in rates:      # the path its convolutions take
+        kernel += EIGEN_SUFFIX
+    rate = rates[kernel]["gflops_per_s"] if dominant else None
     dom_rate = prof["classes"][dominant]["gflops_per_s"] if dominant else None
     achieved = step_cost["flops"] / med / 1e9
     return {"tracker": spec, "device": str(jax.devices()[0]), "random_weights": c.random_weights,
+            "compiler_options": opts, "dominant_machine_kernel": kernel,
             "init": {**init_cost, "run_s": c.init_run_s, "compile_s": c.compile_init_s},
             "track_step": {**step_cost, "compile_s": c.compile_step_s},
             "gflop_per_frame": step_cost["flops"] / 1e9,

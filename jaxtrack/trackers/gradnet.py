@@ -24,10 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxtrack import checkpoints, models, online, ops
+from jaxtrack import checkpoints, models, online, ops, xla_options
 from jaxtrack.core import Frame, TrackOutput
 from jaxtrack.trackers import siamfc
 
+# Eigen's convolutions on XLA:CPU (jaxtrack.xla_options); the boxes were checked unchanged by it
+COMPILER_OPTIONS = xla_options.EIGEN_CONVOLUTIONS
 BN_EPS = 1e-3            # the official batchNorm's variance_epsilon
 BACKBONES = siamfc.BACKBONES        # the same two networks as SiamFC's
 

@@ -18,8 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import checkpoints, models, online, ops
+from jaxtrack import checkpoints, models, online, ops, xla_options
 from jaxtrack.core import Frame, TrackOutput
+
+# Eigen's convolutions on XLA:CPU (jaxtrack.xla_options); the boxes were checked unchanged by it
+COMPILER_OPTIONS = xla_options.EIGEN_CONVOLUTIONS
 
 # backbone -> its module options: the frozen ImageNet MobileNetV2 to features.13 at stride 8
 BACKBONES = {"alexnet": {}, "mobilenet_v2": dict(last_block=13, dilate_after_stride8=True)}

@@ -24,10 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtrack import models, online, ops
+from jaxtrack import models, online, ops, xla_options
 from jaxtrack.errors import ConfigError
 from jaxtrack.core import Frame, TrackOutput, replace_config
 
+# Eigen's convolutions on XLA:CPU (jaxtrack.xla_options); the boxes were checked unchanged by it
+COMPILER_OPTIONS = xla_options.EIGEN_CONVOLUTIONS
 SELECTIONS = ("target_aware", "all", "random", "regression", "ranking")
 # Where jaxtrack's own choice differs from the official TADT-python, the official one is
 # reachable by a field; the defaults ("project") are jaxtrack's (docs/fidelity_tadt.md).
