@@ -48,6 +48,20 @@ and:
   ``init_label_function`` are wrapped to copy their inputs / outputs.
 - The tracker object is told its features are initialised (``features_initialized``),
   so that ``initialize`` does not reload the network for the second sequence.
+
+``--float64`` runs both trackers in float64, to tell float32 rounding from a difference of
+computation (``docs/fidelity_atom.md``, section 5). Shims, this run only: pytracking,
+``torch.set_default_dtype(torch.float64)`` (its ``torch.Tensor([...])`` constants and
+``zeros``), ``Tensor.float`` returning ``.double()`` (``numpy_to_torch``, ``sample_patch`` and
+the masks call ``.float()``), and ``dtype=torch.float32`` arguments of the tensor factories
+mapped to float64 (the blur kernel in ``augmentation.py``), and ``cv.warpAffine`` in
+``augmentation.py`` given its image as float32 and its result cast back (OpenCV's float64
+path interpolates exactly, its float32 path on 1/32-pixel tables, which is what pytracking
+runs and jaxtrack reproduces: on float64 input the rotated crops differ by 6e-3); jaxtrack,
+``jax_enable_x64``, ``jnp.float32`` aliased to float64 in this process and ``np.float32`` in ``atom`` and ``ops``
+(the tracker names float32 for its constants and casts), and the loaded weights cast to
+float64 (the seeded values are float32, so both sides hold the same numbers). The random
+draws are then float64 on both sides (jaxtrack's, passed to the child as before).
 """
 from __future__ import annotations
 
@@ -77,6 +91,46 @@ def fft_shim(torch):
     torch.rfft, torch.irfft = rfft, irfft
 
 
+def float64_child(torch):
+    """``--float64``, the child: pytracking in float64 (shims in the module docstring)."""
+    torch.set_default_dtype(torch.float64)
+    torch.Tensor.float = lambda self, *a, **k: self.double()
+    for name in ("arange", "zeros", "ones", "empty", "full", "tensor", "linspace"):
+        def factory(*a, _f=getattr(torch, name), **k):
+            if k.get("dtype") is torch.float32:
+                k["dtype"] = torch.float64
+            return _f(*a, **k)
+        setattr(torch, name, factory)
+    import cv2
+    from pytracking.features import augmentation
+
+    class Float32Warp:                      # OpenCV's float32 warpAffine, as pytracking runs it
+        def __getattr__(self, name):
+            return getattr(cv2, name)
+
+        def warpAffine(self, image, *a, **k):  # noqa: N802
+            return cv2.warpAffine(np.asarray(image, np.float32), *a, **k).astype(np.float64)
+    augmentation.cv = Float32Warp()
+
+
+def float64_jaxtrack():
+    """``--float64``, this process: jaxtrack's ATOM in float64 (shims in the module docstring).
+    Call before any array is made."""
+    import types
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxtrack import ops
+    from jaxtrack.trackers import atom
+    jax.config.update("jax_enable_x64", True)
+    jnp.float32 = jnp.float64
+    np64 = types.ModuleType("numpy_float64")
+    np64.__dict__.update(np.__dict__)
+    np64.float32 = np.float64
+    atom.np = ops.np = np64
+
+
 def worker(job_path: str) -> None:
     with open(job_path) as f:
         job = json.load(f)
@@ -87,6 +141,8 @@ def worker(job_path: str) -> None:
     from pytracking_atom import install_shims, reference_parameters
     install_shims()
     fft_shim(torch)
+    if job.get("float64"):
+        float64_child(torch)
     params, feat = reference_parameters(torch, job)
     from pytracking.tracker.atom.atom import ATOM
 
@@ -411,9 +467,15 @@ def main(argv=None):
     ap.add_argument("--fixture-seed", type=int, default=1,
                     help="make_sequence seed of the fixtures' sequence (--fixture-frames frames)")
     ap.add_argument("--draw-samples", type=int, default=100, help="draws per side for the distribution check")
+    ap.add_argument("--float64", action="store_true",
+                    help="both trackers in float64 (run-time shims, module docstring); no fixtures")
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args.worker)
+    if args.float64 and args.fixtures:
+        ap.error("--float64 records no fixtures (the tests replay the float32 run)")
+    if args.float64:
+        float64_jaxtrack()
     from pytracking_atom import check_reference, seeded_weights
     check_reference(ap, args.reference)
     import jax
@@ -463,11 +525,14 @@ def main(argv=None):
         np.savez(job_cases[name]["draws_npz"], **{k: v[:len(seqs[name][1])] if k == "refine_uniform" else v
                                                   for k, v in d.items()})
     job = {"weights_npz": os.path.join(workdir, "weights.npz"), "pth": pth, "threads": args.threads,
-           "cases": job_cases}
+           "cases": job_cases, "float64": args.float64}
     t0 = time.time()
     ref, arrays = run_worker(__file__, job, workdir, [args.reference])
     print(f"reference ran in {time.time() - t0:.1f} s (torch {ref['torch']}, CPU, {args.threads} thread(s))")
     params = atom.load_params(cfg, weights=pth)
+    if args.float64:
+        params = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64) if np.issubdtype(np.asarray(v).dtype, np.floating)
+                                        else v, params)
     assert atom._classifier_dim(cfg, params) == dim
 
     report = {"reference": {"repository": "https://github.com/visionml/pytracking", "commit": REFERENCE_COMMIT,
@@ -477,7 +542,8 @@ def main(argv=None):
                         "synthetic sequence": args.synthetic_seed,
                         "fixture sequence": args.fixture_seed if args.fixtures else None,
                         "draw distributions (key)": args.key + 1},
-              "config": "ATOMConfig(backbone='resnet18') (geometry='pytracking')", "sequences": {}}
+              "config": "ATOMConfig(backbone='resnet18') (geometry='pytracking')",
+              "dtype": "float64" if args.float64 else "float32", "sequences": {}}
     for name, (label, frames, box0) in seqs.items():
         p = f"{name}_"
         t0 = time.time()
