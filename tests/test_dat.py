@@ -121,6 +121,41 @@ def test_vggm_lrn_and_pool_match_torch():
     np.testing.assert_allclose(vggm.maxpool3s2(jnp.asarray(x)), pool)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_vggm_derivative_rules_equal_autodiff_to_second_order(stride):
+    """``conv2d`` and ``channel_window_sum`` carry their own derivative rules (fast paths on
+    XLA:CPU); their first and second derivatives equal XLA's autodiff of the plain ops."""
+    rng = np.random.default_rng(stride)
+    x = jnp.asarray(rng.standard_normal((2, 11, 11, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 5)), jnp.float32)
+    w2 = jnp.asarray(rng.standard_normal((3, 3, 5, 4)), jnp.float32)
+
+    def plain_conv(a, k, s):
+        return jax.lax.conv_general_dilated(a, k, (s, s), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def plain_window(v):
+        p = jnp.pad(v, ((0, 0),) * 3 + ((2, 2),))
+        return sum(p[..., i:i + v.shape[-1]] for i in range(5))
+
+    def net(conv, window, a, k, k2):
+        h = conv(a, k, stride)
+        h = h / (2.0 + 1e-1 * window(jnp.square(h))) ** 0.75
+        return jnp.sum(jnp.tanh(conv(h, k2, 1)))
+
+    def second_order(conv, window):
+        # the attention term's shape: a loss on the input gradient, differentiated in all inputs
+        g = lambda a, k, k2: jax.grad(net, argnums=2)(conv, window, a, k, k2)   # noqa: E731
+        return jax.grad(lambda a, k, k2: jnp.sum(jnp.square(g(a, k, k2))), argnums=(0, 1, 2))(x, w, w2)
+
+    def first_order(conv, window):
+        return jax.grad(net, argnums=(2, 3, 4))(conv, window, x, w, w2)
+
+    ours = (first_order(vggm.conv2d, vggm.channel_window_sum), second_order(vggm.conv2d, vggm.channel_window_sum))
+    want = (first_order(plain_conv, plain_window), second_order(plain_conv, plain_window))
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(np.abs(b).max()))
+
+
 def test_folded_mobilenet_matches_the_flax_module(mobilenet_pt):
     from jaxtrack.models.mobilenet_v2 import MobileNetV2Features, fold_batchnorm, folded_features
     from jaxtrack.models.pretrained import mobilenet_v2_variables
