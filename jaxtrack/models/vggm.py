@@ -111,7 +111,9 @@ def conv2d(x, w, stride: int):
 
 
 def _conv2d_fwd(x, w, stride):
-    return _conv(x, w, stride), (x, w)
+    # conv2d, not _conv: under an outer derivative (DAT's second order) the forward must
+    # keep these rules too, or the outer transpose falls back to XLA's kernel gradient
+    return conv2d(x, w, stride), (x, w)
 
 
 def _conv2d_bwd(stride, res, g):
