@@ -9,7 +9,9 @@ MDNet's conv part (py-MDNet ``modules/model.py``, unchanged in DAT) on 107x107 p
 No padding; MDNet's LRN; input RGB 0..255, minus 128. The forward is a pure function of
 ``{"conv1": {"kernel", "bias"}, ...}`` (kernels HWIO) and takes the rectifier as an
 argument (DAT's guided ReLU). :func:`load_vggm_mat` reads ``imagenet-vgg-m.mat``,
-:func:`save_vggm_mat` writes the same layout. Design notes: docs/trackers/backbones.md.
+:func:`save_vggm_mat` writes the same layout. :func:`conv2d` and :func:`channel_window_sum`
+carry their own derivative rules, which keep DAT's second-order attention term on XLA:CPU's
+fast paths (docs/speed.md). Design notes: docs/trackers/backbones.md.
 """
 from __future__ import annotations
 
