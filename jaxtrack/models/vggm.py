@@ -61,6 +61,13 @@ def lrn(x):
     return x / (2.0 + 1e-4 * channel_window_sum(jnp.square(x))) ** 0.75
 
 
+def window_taps(x, kh: int, kw: int, stride: int, ho: int, wo: int):
+    """The ``kh * kw`` strided slices ``[B, ho, wo, C]`` of a VALID window over NHWC ``x``,
+    row-major: tap ``(i, j)`` holds each window's element at row ``i``, column ``j``."""
+    return [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            for i in range(kh) for j in range(kw)]
+
+
 def maxpool3s2(x):
     """3x3/2 VALID max pooling over 9 strided slices; the gradient goes to the first maximum.
 
@@ -71,8 +78,7 @@ def maxpool3s2(x):
     but its second derivative (DAT differentiates the attention gradient) lowers to variadic
     reduce-windows that XLA:CPU compiles for minutes; selects differentiate plainly.
     """
-    h, w = (x.shape[1] - 3) // 2 + 1, (x.shape[2] - 3) // 2 + 1
-    taps = [x[:, i:i + 2 * (h - 1) + 1:2, j:j + 2 * (w - 1) + 1:2] for i in range(3) for j in range(3)]
+    taps = window_taps(x, 3, 3, 2, (x.shape[1] - 3) // 2 + 1, (x.shape[2] - 3) // 2 + 1)
     best, idx = taps[0], jnp.zeros(taps[0].shape, jnp.int32)
     for k, tap in enumerate(taps[1:], 1):
         better = tap > best
@@ -92,9 +98,7 @@ def _conv(x, w, stride):
 def _kernel_grad(x, g, stride: int, kernel_shape):
     """``d <g, conv(x, w)> / d w`` as one dot of the im2col patches of ``x`` with ``g``."""
     kh, kw, cin, cout = kernel_shape
-    ho, wo = g.shape[1], g.shape[2]
-    taps = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-            for i in range(kh) for j in range(kw)]
+    taps = window_taps(x, kh, kw, stride, g.shape[1], g.shape[2])
     cols = jnp.concatenate(taps, axis=-1).reshape(-1, kh * kw * cin)     # (i, j, c): HWIO's order
     return (cols.T @ g.reshape(-1, cout)).reshape(kernel_shape)
 
