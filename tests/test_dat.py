@@ -221,6 +221,8 @@ def test_config_errors():
         jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, lamda=3)
     with pytest.raises(ValueError, match="attention must be"):
         jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, attention="both")
+    with pytest.raises(ValueError, match="memory_dtype"):
+        jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, memory_dtype="float16")
     with pytest.raises(FileNotFoundError, match="imagenet-vgg-m.mat"):
         jaxtrack.make_tracker("dat", backbone="vggm")
 
@@ -268,3 +270,51 @@ def test_dat_on_otb(otb_root):
         aucs.append(sequence_metrics(r.boxes, seq.gt, seq.index_base)["auc"])
         print(seq.name, aucs[-1])
     assert np.mean(aucs) > 0.3
+
+
+def test_batches_walk_the_permutation_rounds():
+    """``_perm_idx``'s batch ``it`` is positions ``it*n ..`` of the concatenated
+    ``permutation_round``s (valid entries only), the official ``train``'s ``np.random.permutation``
+    walk that the reference harness replays."""
+    key = jax.random.PRNGKey(5)
+    mask = jnp.arange(12) % 3 != 1
+    rounds = np.concatenate([np.asarray(dat.permutation_round(key, mask, r))[:8] for r in range(4)])
+    assert sorted(rounds[:8]) == [i for i in range(12) if i % 3 != 1]
+    for it in range(3):
+        np.testing.assert_array_equal(dat._perm_idx(key, mask, it, 8, 8), rounds[it * 8:it * 8 + 8])
+
+
+@pytest.mark.slow
+def test_draw_helpers_are_the_trackers_own_draws():
+    """``init_draws``, ``step_keys``, ``candidate_boxes`` and ``collect_boxes`` give the boxes
+    the tracker itself uses (the reference harness's ``--shared-draws`` replays them into the
+    official code)."""
+    from jaxtrack.data.synthetic import make_sequence
+    from jaxtrack.frames import pad_frame
+    # success_thr: every frame a success, so that samples are stored
+    t = jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, lam=0.0, success_thr=-1e9, **SMALL)
+    c, seq, key = t.config, make_sequence(1, num_frames=4), jax.random.PRNGKey(5)
+    box = jnp.asarray(seq.gt[0], jnp.float32)
+    wh = jnp.asarray(seq.frame(0).shape[1::-1], jnp.float32)
+    state = jax.jit(t.init)(t.params, pad_frame(seq.frame(0)), box, key)
+    draws, _, _ = dat.init_draws(c, key, box, wh)
+    np.testing.assert_allclose(state.pos_boxes[0], draws["pos"][:c.n_pos_update], rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(state.neg_boxes[0], draws["neg"][:c.n_neg_update], rtol=1e-6, atol=1e-4)
+    step, found = jax.jit(t.track_step), 0
+    for i in range(1, 4):
+        frame = pad_frame(seq.frame(i))
+        _, ks, kc, _ = dat.step_keys(state.key)
+        cand = dat.candidate_boxes(c, ks, state.box, state.trans_f, wh)
+        scores = dat.scores_of(c, state.fc, dat.extract(c, t.params["conv"], frame, cand))
+        new, out = step(t.params, state, frame)
+        if not bool(out.lost):      # the new box: the mean of the top-k candidates; samples drawn round it stored
+            top = cand[jax.lax.top_k(scores, c.top_k)[1]]
+            np.testing.assert_allclose(new.box, jnp.mean(top, 0), rtol=1e-6)
+            pos, neg = dat.collect_boxes(c, kc, new.box, wh)
+            seq_no = int(new.n_stored) - 1
+            # outside the jitted step XLA fuses the box arithmetic differently: equal to a float32 ulp
+            np.testing.assert_allclose(new.pos_boxes[seq_no % c.n_frames_long], pos, rtol=1e-6, atol=1e-4)
+            np.testing.assert_allclose(new.neg_boxes[seq_no % c.n_frames_short], neg, rtol=1e-6, atol=1e-4)
+            found += 1
+        state = new
+    assert found == 3

@@ -28,7 +28,10 @@ checkout. What runs:
 4. **End to end**: the official ``run_mdnet`` and jaxtrack's jitted DAT (``backbone="vggm"``,
    ``--configs`` variants) on the first ``--frames`` frames of ``--sequence`` and on a synthetic
    sequence; boxes, agreement, frames per second. Each program draws its own random numbers
-   (see docs/fidelity_dat.md for why and where the trajectories part).
+   (see docs/fidelity_dat.md for why and where the trajectories part), unless
+   ``--shared-draws``: jaxtrack runs first and :class:`SharedDraws` records its sample boxes
+   and batch permutations, which the official code then replays (shims R1-R4 below); both
+   sides' per-frame boxes, scores, failures and seconds are reported.
 
 Prints tables and writes ``--json``; ``--fixtures DIR`` also writes the numbers that
 ``tests/test_reference_dat.py`` replays: the components on a synthetic frame with smaller
@@ -66,6 +69,18 @@ Run-time shims (the reference's files are not modified on disk; each is needed t
   ``train`` call (the batch is the given samples in order) and dropout is off on both sides
   (``nn.Dropout.p = 0``; jaxtrack ``dropout=0``). End to end both programs keep their own draws
   (``np.random.seed(123)`` of ``run_tracker.py``; jaxtrack's key) and their dropout.
+- Shared draws (``--shared-draws`` only), in ``_Replay``: (R1) ``run_tracker.gen_samples``
+  returns jaxtrack's boxes for the same call (first frame: bbreg, positives, the two negative
+  halves; each frame: the candidates, then the stored positives and negatives), found by the
+  frame (counted by candidate calls) and the generator's kind; (R2) ``np.random.permutation``
+  returns jaxtrack's: the first-frame negatives' order, and in ``train`` the permutation
+  rounds of ``dat.permutation_round`` in the official call order, mapped from jaxtrack's ring
+  slots to the official memory order (stored frames oldest first); (R3) dropout off on both
+  sides (its masks are not shared); (R4) unless ``--own-crops``, ``RegionExtractor.
+  extract_regions`` returns jaxtrack's float crops (``dat.crop_patches`` on the padded frame)
+  in place of ``crop_image``'s (D9 is open; its effect is what ``--own-crops`` measures). A
+  call with no jaxtrack entry (the programs took different branches) falls back to the
+  official draw and is reported as a desync.
 - Paths: ``run_tracker.img_list`` (a global of its ``__main__``, read by ``forwordgradients``) is
   set to the frame files; ``opts['model_path']`` to the written ``.mat``. For the fixtures,
   ``data_prov.crop_image`` returns jaxtrack's crop of the same box.
@@ -356,23 +371,145 @@ def task_track(task, job, torch, rt, opts, fc, out, arrays):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             _set_fc(self, fc, torch)
+            if task.get("no_dropout"):
+                _no_dropout(self, torch)
+            if task.get("float64"):
+                self.double()
+            models.append(self)
+    models = []
+    plain_dtype = torch.get_default_dtype()
+    if task.get("float64"):                 # diagnostic: the official program in float64
+        torch.set_default_dtype(torch.float64)
     rt.MDNet = SeededMDNet
     np.random.seed(123)                     # what run_tracker.py does at import
     torch.manual_seed(456)
     rt.img_list = task["frames"]
+    replay = _Replay(task, rt, job, models) if task.get("replay") else None
     import contextlib
     import io
     printed = io.StringIO()                 # its per-frame lines "Frame i/n, Score s, Time t"
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(printed):
-        result, result_bb, fps_ = rt.run_mdnet(task["frames"], np.array(task["box"], np.float64))
+    try:
+        with contextlib.redirect_stdout(printed):
+            result, result_bb, fps_ = rt.run_mdnet(task["frames"], np.array(task["box"], np.float64))
+    finally:
+        rt.MDNet = base
+        torch.set_default_dtype(plain_dtype)
+        if replay is not None:
+            replay.remove()
     wall = time.perf_counter() - t0
-    rt.MDNet = base
     frame_times = [float(t) for t in re.findall(r"Time ([0-9.]+)", printed.getvalue())]
     arrays[task["name"] + "_boxes"] = result_bb
     arrays[task["name"] + "_frame_times"] = np.asarray(frame_times)
+    arrays[task["name"] + "_scores"] = np.asarray([float(v) for v in re.findall(r"Score (-?[0-9.]+)", printed.getvalue())])
     out[task["name"]] = {"fps_official_reported": fps_, "wall_s": wall,
                          "init_s": wall - float(np.sum(frame_times))}
+    if replay is not None:
+        out[task["name"]]["replay"] = replay.report()
+        for k, v in replay.fc_after_init.items():
+            arrays[task["name"] + "_fc_after_init_" + k] = v
+
+
+class _Replay:
+    """Shared draws in the child: ``gen_samples`` and ``np.random.permutation`` return
+    jaxtrack's (``SharedDraws``); dropout is off; with ``inject_crops``,
+    ``RegionExtractor.extract_regions`` returns jaxtrack's float crops (``dat.crop_patches``
+    on the padded frame) instead of ``crop_image``'s rounded-window PIL crops (D9). A call
+    the parent has no entry for (the programs took different branches) falls back to the
+    official draw and is recorded as a desync."""
+
+    def __init__(self, task, rt, job, models):
+        import data_prov
+        self.models, self.fc_after_init = models, {}
+        self.z = dict(np.load(task["replay"]))
+        self.rt, self.data_prov, self.frame, self.perm_k = rt, data_prov, 0, 0
+        self.offsets, self.desyncs, self.crop_s, self.served = {}, [], 0.0, 0
+        dtype = np.float64 if task.get("float64") else np.float32
+        self.plain = (rt.gen_samples, np.random.permutation, data_prov.RegionExtractor.extract_regions)
+        rt.gen_samples = self.gen_samples
+        np.random.permutation = self.permutation
+        if task.get("inject_crops"):
+            import jax
+            from jaxtrack.core import Frame
+            from jaxtrack.frames import pad_frame
+            from jaxtrack.trackers import dat
+            cfg = dat.DATConfig(backbone="vggm")
+            crop = jax.jit(lambda image, size, boxes: dat.crop_patches(cfg, Frame(image, size), boxes))
+            replay = self
+
+            def extract_regions(ext, index):
+                t0 = time.perf_counter()
+                f = pad_frame(ext.image)
+                c = np.asarray(crop(f.image, f.size, np.asarray(ext.samples[index], np.float32)))
+                replay.crop_s += time.perf_counter() - t0
+                return np.ascontiguousarray(c.transpose(0, 3, 1, 2), dtype) - 128.0
+            data_prov.RegionExtractor.extract_regions = extract_regions
+        else:
+            plain_extract = self.plain[2]
+
+            def extract_regions(ext, index):
+                t0 = time.perf_counter()
+                r = plain_extract(ext, index)
+                self.crop_s += time.perf_counter() - t0
+                return r.astype(dtype)
+            data_prov.RegionExtractor.extract_regions = extract_regions
+
+    def remove(self):
+        self.rt.gen_samples, np.random.permutation, self.data_prov.RegionExtractor.extract_regions = self.plain
+
+    @staticmethod
+    def role(gen, overlap, scale):
+        if overlap is None and scale is None:
+            return "cand"
+        if scale is not None:
+            return "bbreg"
+        if gen.type == "gaussian":
+            return "pos"
+        if gen.type == "whole":
+            return "neg_whole"
+        return "neg_uniform" if overlap[1] == 0.5 else "neg"
+
+    def gen_samples(self, generator, bbox, n, overlap_range=None, scale_range=None):
+        role = self.role(generator, overlap_range, scale_range)
+        if role == "cand":
+            self.frame, self.perm_k = self.frame + 1, 0
+            if self.frame == 1:         # fc4-6 after the first frame's training, in jaxtrack's layout
+                m = self.models[-1]
+                lin = {"fc4": m.layers.fc4[1], "fc5": m.layers.fc5[1], "fc6": m.branches[0][1]}
+                for name, layer in lin.items():
+                    w = layer.weight.detach().numpy().T.copy()
+                    self.fc_after_init[name + "_kernel"] = _hwc_rows(w.T) if name == "fc4" else w
+                    self.fc_after_init[name + "_bias"] = layer.bias.detach().numpy().copy()
+        k = f"f{self.frame}_gen_{role}"
+        if k in self.z and len(self.z[k]) == n:
+            off = float(np.max(np.abs(np.asarray(bbox, np.float64) - self.z[f"f{self.frame}_box_{role}"])))
+            self.offsets[self.frame] = max(self.offsets.get(self.frame, 0.0), off)
+            self.served += 1
+            return self.z[k].copy()
+        self.desyncs.append([self.frame, k])
+        return self.plain[0](generator, bbox, n, overlap_range, scale_range)
+
+    def permutation(self, x):
+        if np.ndim(x) == 0:
+            k = f"f{self.frame}_perm_{self.perm_k}"
+            self.perm_k += 1
+            if k in self.z and len(self.z[k]) == int(x):
+                self.served += 1
+                return self.z[k].copy()
+        else:
+            k = f"f{self.frame}_negperm"
+            if k in self.z and np.array_equal(np.sort(np.asarray(x), 0), np.sort(self.z[k], 0)):
+                self.served += 1
+                return self.z[k].copy()
+        self.desyncs.append([self.frame, k])
+        return self.plain[1](x)
+
+    def report(self):
+        """Per frame, how far the official box a draw was asked around lies from jaxtrack's
+        (px); the calls jaxtrack had no draw for; seconds spent cropping."""
+        return {"box_offset_px": {str(k): v for k, v in sorted(self.offsets.items())},
+                "desyncs": self.desyncs[:20], "n_desyncs": len(self.desyncs), "served": self.served,
+                "entries": len(self.z), "crop_s": self.crop_s}
 
 
 # (type, trans_f, scale_f[, aspect_f]), kwargs, overlap range, scale range: run_mdnet's generators
@@ -545,9 +682,11 @@ def _hwc_rows(w):
     return w.reshape(512, 512, 3, 3).transpose(2, 3, 1, 0).reshape(4608, 512)
 
 
-def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0):
-    """jaxtrack's jitted DAT on the first ``num_frames`` frames: boxes [N, 4] and per-frame
-    seconds (frame 0: init, compilation included; frame 1: the step's compilation included)."""
+def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0, draws=None):
+    """jaxtrack's jitted DAT on the first ``num_frames`` frames: boxes [N, 4], per-frame
+    seconds (frame 0: init, compilation included; frame 1: the step's compilation included)
+    and per-frame ``(score, lost)``. ``draws``: a :class:`SharedDraws` told every state
+    (outside the timed part)."""
     import dataclasses
     import jax
     import jax.numpy as jnp
@@ -557,18 +696,96 @@ def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0):
     t = dataclasses.replace(jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, **overrides),
                             params=params)
     jt = JitTracker(t)
-    boxes, times = [np.asarray(seq.gt[0], np.float64)], []
+    boxes, times, flags = [np.asarray(seq.gt[0], np.float64)], [], [(float("nan"), False)]
+    key, box = jax.random.PRNGKey(seed), jnp.asarray(seq.gt[0], jnp.float32)
     t0 = time.perf_counter()
-    state = jt.init(params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), jax.random.PRNGKey(seed))
+    state = jt.init(params, pad_frame(seq.frame(0)), box, key)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t0)
+    if draws is not None:
+        draws.first_frame(t.config, key, box)
+        draws.fc_after_init = {f"{k}_{n}": np.asarray(v[n]) for k, v in state.fc.items() for n in ("kernel", "bias")}
     for i in range(1, num_frames):
         frame = pad_frame(seq.frame(i))
         t0 = time.perf_counter()
+        before = (np.asarray(state.key), np.asarray(state.box), np.asarray(state.trans_f))   # step donates state
         state, out = jt.step(params, state, frame)
         boxes.append(np.asarray(out.box, np.float64))
         times.append(time.perf_counter() - t0)
-    return np.stack(boxes), times
+        flags.append((float(out.score), bool(out.lost)))
+        if draws is not None:
+            draws.frame(t.config, i, before, state, bool(out.lost))
+    return np.stack(boxes), times, flags
+
+
+class SharedDraws:
+    """jaxtrack's random boxes and batch permutations, frame by frame, named as the official
+    ``run_mdnet`` asks for them, for the child to replay (``--shared-draws``).
+
+    Entries: ``f{i}_gen_{role}`` (boxes; ``f{i}_box_{role}`` the box they were drawn around),
+    ``f0_negperm`` (the permuted first-frame negatives) and ``f{i}_perm_{k}``: the ``k``-th
+    ``np.random.permutation(n)`` of frame ``i``'s ``train`` call, in the official order
+    (positives, negatives, then the extra rounds of each), as official memory indices (frames
+    oldest first, as ``torch.stack(pos_feats_all)`` orders them).
+    """
+
+    def __init__(self, img_wh):
+        self.img_wh = np.asarray(img_wh, np.float32)
+        self.entries, self.fc_after_init = {}, {}
+
+    def _gen(self, i, role, boxes, around):
+        self.entries[f"f{i}_gen_{role}"] = np.asarray(boxes, np.float32)
+        self.entries[f"f{i}_box_{role}"] = np.asarray(around, np.float32)
+
+    def first_frame(self, cfg, key, box):
+        import jax.numpy as jnp
+        from jaxtrack.trackers import dat
+        d, kt, _ = dat.init_draws(cfg, key, box, jnp.asarray(self.img_wh))
+        for role in ("bbreg", "pos", "neg_uniform", "neg_whole"):
+            self._gen(0, role, d[role], box)
+        self.entries["f0_negperm"] = np.asarray(d["neg"], np.float32)
+        self._train(cfg, 0, kt, np.ones(cfg.n_pos_init, bool), np.ones(cfg.n_neg_init, bool),
+                    np.arange(cfg.n_pos_init), np.arange(cfg.n_neg_init), cfg.maxiter_init)
+
+    def frame(self, cfg, i, before, after, lost):
+        """Frame ``i``: ``before`` = (key, box, trans_f) of the state the step started from."""
+        import jax.numpy as jnp
+        from jaxtrack.trackers import dat
+        wh = jnp.asarray(self.img_wh)
+        key, box, trans_f = before
+        _, ks, kc, ku = dat.step_keys(key)
+        self._gen(i, "cand", dat.candidate_boxes(cfg, ks, box, trans_f, wh), box)
+        if not lost:
+            pos, neg = dat.collect_boxes(cfg, kc, after.box, wh)
+            self._gen(i, "pos", pos, after.box)
+            self._gen(i, "neg", neg, after.box)
+        if lost or i % cfg.long_interval == 0:
+            pos_mask, neg_mask = (np.asarray(m) for m in dat.update_masks(cfg, after, lost))
+            self._train(cfg, i, ku, pos_mask, neg_mask,
+                        self._official_index(after.pos_seq, pos_mask, cfg.n_pos_update),
+                        self._official_index(after.neg_seq, neg_mask, cfg.n_neg_update), cfg.maxiter_update)
+
+    @staticmethod
+    def _official_index(seq, mask, per_frame):
+        """Official memory index of each flat ring entry: stored frames oldest first."""
+        seq = np.repeat(np.asarray(seq), per_frame)
+        first = seq[mask].min()
+        return (seq - first) * per_frame + np.arange(len(seq)) % per_frame
+
+    def _train(self, cfg, i, key, pos_mask, neg_mask, pos_index, neg_index, iters):
+        from jaxtrack.trackers import dat
+        _, kpp, kpn = dat.train_keys(key)
+
+        def rounds(k, mask, index, batch):
+            n = int(mask.sum())
+            return [index[np.asarray(dat.permutation_round(k, mask, r))[:n]] for r in range(max(1, -(-batch * iters // n)))]
+        pos = rounds(kpp, pos_mask, pos_index, cfg.batch_pos)
+        neg = rounds(kpn, neg_mask, neg_index, max(cfg.batch_neg_cand, cfg.batch_neg))
+        for k, perm in enumerate([pos[0], neg[0]] + pos[1:] + neg[1:]):
+            self.entries[f"f{i}_perm_{k}"] = perm.astype(np.int64)
+
+    def save(self, path):
+        np.savez(path, **self.entries)
 
 
 def main(argv=None):
@@ -593,7 +810,28 @@ def main(argv=None):
     ap.add_argument("--workdir")
     ap.add_argument("--reuse-official", action="store_true",
                     help="reuse the official child's outputs already in --workdir when its job is the same")
+    ap.add_argument("--shared-draws", action="store_true",
+                    help="end to end: the official code replays jaxtrack's sample boxes and batch permutations; "
+                         "dropout off on both sides; one --configs entry")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="end to end: an option set the same on both sides (an official opts key that is also a "
+                         "DATConfig field, e.g. maxiter_init=2), to isolate where the programs part")
+    ap.add_argument("--official-float64", action="store_true",
+                    help="with --shared-draws: run the official program in float64 (diagnostic: its float32 "
+                         "sensitivity)")
+    ap.add_argument("--own-crops", action="store_true",
+                    help="with --shared-draws: the official code keeps its own crops (default: jaxtrack's, D9)")
     args = ap.parse_args(argv)
+    both = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        from jaxtrack.trackers.dat import DATConfig
+        if name not in DATConfig.__dataclass_fields__:
+            ap.error(f"--set {item}: {name} is not a DATConfig field")
+        both[name] = type(getattr(DATConfig(), name))(value)
+    args.set = both
+    if args.shared_draws and len(args.configs) != 1:
+        ap.error("--shared-draws compares one jaxtrack setting: give one --configs entry")
     if args.worker:
         return worker(args.worker)
     ref = args.reference and (args.reference if os.path.isdir(os.path.join(args.reference, "modules"))
@@ -662,7 +900,7 @@ def main(argv=None):
         n = args.frames if name == "otb" else args.synthetic_frames
         if n > 0:
             track_tasks.append({"kind": "track", "name": name, "frames": frame_files[name][:n],
-                                "box": np.asarray(seqs[name].gt[0]).tolist()})
+                                "box": np.asarray(seqs[name].gt[0]).tolist(), "opts": args.set})
 
     pythonpath = [os.path.join(ref, "modules"), os.path.join(ref, "tracking")] + ([args.sklearn] if args.sklearn else [])
     job = {"dirs": pythonpath[:2], "mat": mat, "fc": fcp, "threads": args.threads}
@@ -704,6 +942,8 @@ def main(argv=None):
             write_fixtures(args.fixtures, report, refd, cases, args)
     if not track_tasks:
         return
+    if args.shared_draws:
+        return shared_end_to_end(args, params, seqs, track_tasks, official, report)
     out, arrays = official(track_tasks, "track")
     for name, seq in seqs.items():
         n = args.frames if name == "otb" else args.synthetic_frames
@@ -713,7 +953,7 @@ def main(argv=None):
         ref_times = np.concatenate([[0.0], arrays[name + "_frame_times"]])     # frames 1.. (0: init)
         for cfg_name in args.configs:
             from jaxtrack.configs import variant_overrides
-            ours, times = run_jaxtrack(params, seq, variant_overrides("dat", cfg_name), n)
+            ours, times, _ = run_jaxtrack(params, seq, dict(variant_overrides("dat", cfg_name), **args.set), n)
             report[f"{name}_{cfg_name}_end_to_end"] = {
                 "agreement": agreement(ours, ref_boxes[:n]),
                 "fps_jaxtrack_frames_2_on": fps(times[1:]), "fps_official_frames_2_on": fps(ref_times[1:]),
@@ -723,6 +963,63 @@ def main(argv=None):
                 "boxes_jaxtrack": ours.round(2).tolist(), "boxes_official": ref_boxes[:n].round(2).tolist()}
             write_report(args.json_track or args.json, report)
             print(compact_json(report[f"{name}_{cfg_name}_end_to_end"]["agreement"]), flush=True)
+
+
+def shared_end_to_end(args, params, seqs, track_tasks, official, report):
+    """jaxtrack first, recording its draws; then the official code replaying them (dropout
+    off on both sides); per-frame boxes, scores, failures and seconds of both."""
+    from jaxtrack.configs import variant_overrides
+    cfg_name = args.configs[0]
+    overrides = dict(variant_overrides("dat", cfg_name), dropout=0.0, **args.set)
+    tasks, ours, fc_ours = [], {}, {}
+    for task in track_tasks:
+        name = task["name"]
+        seq, n = seqs[name], len(task["frames"])
+        h, w = seq.frame(0).shape[:2]
+        draws = SharedDraws((w, h))
+        ours[name] = run_jaxtrack(params, seq, overrides, n, draws=draws)
+        path = os.path.join(args.workdir or ".", f"{name}_replay.npz")
+        draws.save(path)
+        fc_ours[name] = draws.fc_after_init
+        np.savez(os.path.join(args.workdir or ".", f"{name}_jaxtrack_fc_after_init.npz"), **draws.fc_after_init)
+        tasks.append(dict(task, replay=path, inject_crops=not args.own_crops, no_dropout=True,
+                          float64=args.official_float64))
+    sub = "track_shared" + ("_own_crops" if args.own_crops else "") + ("_float64" if args.official_float64 else "")
+    out, arrays = official(tasks, sub)
+    for task in tasks:
+        name = task["name"]
+        boxes, times, flags = ours[name]
+        n = len(boxes)
+        ref_boxes = arrays[name + "_boxes"][:n]
+        ref_times = np.concatenate([[out[name]["init_s"]], arrays[name + "_frame_times"]])[:n]
+        ref_scores = arrays[name + "_scores"][:n - 1]
+        ours_scores = np.asarray([f[0] for f in flags[1:]])
+        ours_fail, ref_fail = [i for i, f in enumerate(flags) if f[1]], [i + 1 for i, v in enumerate(ref_scores) if v <= 0]
+        upd = lambda fails: sorted(set(fails) | {i for i in range(1, n) if i % 10 == 0})   # noqa: E731
+        plain = [i for i in range(2, n) if i not in set(upd(ours_fail)) | set(upd(ref_fail))]
+        both_upd = [i for i in range(2, n) if i in set(upd(ours_fail)) & set(upd(ref_fail))]
+        times, ref_times = np.asarray(times), np.asarray(ref_times)
+        report[f"{name}_{cfg_name}_shared_draws"] = {
+            "agreement": agreement(boxes, ref_boxes), "crops": "official" if args.own_crops else "jaxtrack's (D9 shim)",
+            "dropout": "off on both sides", "frames": n, "replay": out[name]["replay"],
+            "official_dtype": "float64" if args.official_float64 else "float32", "both_set": args.set,
+            "fc_after_init_rel": {k: rel(v, arrays[name + "_fc_after_init_" + k]) for k, v in fc_ours[name].items()},
+            "per_frame_max_px": np.max(np.abs(boxes - ref_boxes), axis=1).round(4).tolist(),
+            "scores_jaxtrack": ours_scores.round(4).tolist(), "scores_official": ref_scores.round(3).tolist(),
+            "failures_jaxtrack": ours_fail, "failures_official": ref_fail,
+            "seconds": {"init_jaxtrack_compile_included": float(times[0]), "init_official": float(ref_times[0]),
+                        "frame1_jaxtrack_compile_included": float(times[1]) if n > 1 else None,
+                        "plain_frames": plain, "update_frames_both": both_upd,
+                        "plain_median_jaxtrack": float(np.median(times[plain])) if plain else None,
+                        "plain_median_official": float(np.median(ref_times[plain])) if plain else None,
+                        "update_mean_jaxtrack": float(np.mean(times[both_upd])) if both_upd else None,
+                        "update_mean_official": float(np.mean(ref_times[both_upd])) if both_upd else None,
+                        "fps_frames_2_on_jaxtrack": fps(times[1:]), "fps_frames_2_on_official": fps(ref_times[1:]),
+                        "official_crop_s": out[name]["replay"]["crop_s"],
+                        "per_frame_jaxtrack": times.round(3).tolist(), "per_frame_official": ref_times.round(3).tolist()},
+            "boxes_jaxtrack": boxes.round(2).tolist(), "boxes_official": ref_boxes.round(2).tolist()}
+        write_report(args.json_track or args.json, report)
+        print(compact_json(report[f"{name}_{cfg_name}_shared_draws"]["agreement"]), flush=True)
 
 
 SUBSAMPLE = 4096

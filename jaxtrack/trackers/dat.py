@@ -74,6 +74,8 @@ class DATConfig:
     grad_clip: float = 10.0
     lr_mult_fc6: float = 10.0
     dropout: float = 0.5
+    memory_dtype: str = "float32"      # stored sample features: "float32" (official: float tensors) or
+                                       # "bfloat16" (half the memory, for many streams at once)
     # attention maps (second-order part); defaults: the official tracking/run_tracker.py
     att_layer: str = "conv1"           # "conv1": plain gradient at the first conv's output (official
                                        # guided_backprop.py hooks conv1's ReLU); "input": w.r.t. the patch
@@ -102,6 +104,8 @@ class DATConfig:
             raise ConfigError(f"dat: att_source must be 'batch' or 'memory', got {self.att_source!r}")
         if self.sampling not in ("permutation", "replacement"):
             raise ConfigError(f"dat: sampling must be 'permutation' or 'replacement', got {self.sampling!r}")
+        if self.memory_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"dat: memory_dtype must be 'float32' or 'bfloat16', got {self.memory_dtype!r}")
         if self.n_samples < self.top_k:
             raise ConfigError(f"dat: n_samples {self.n_samples} < top_k {self.top_k}")
 
@@ -115,7 +119,7 @@ class DATState(NamedTuple):
     trans_f: Any       # ()
     fc: Any            # online-trained fc4-6
     momentum: Any      # SGD momentum buffers of fc (update optimiser)
-    pos_feats: Any     # [Lp, n_pos_update, D] bf16 ring of positive features
+    pos_feats: Any     # [Lp, n_pos_update, D] ring of positive features (memory_dtype)
     pos_seq: Any       # [Lp] int32 stored-frame number of each slot (-1 empty)
     neg_feats: Any     # [Ls, n_neg_update, D]
     neg_seq: Any       # [Ls]
@@ -388,6 +392,14 @@ def _sample_idx(key, mask, n):
     return jax.random.choice(key, mask.shape[0], (n,), p=p / jnp.sum(p))
 
 
+def permutation_round(key, mask, r):
+    """Permutation ``r`` of the entries of ``mask``, valid ones first: the ``r``-th
+    ``np.random.permutation`` of the official ``train`` (``argsort`` of uniforms from
+    ``fold_in(key, r)``)."""
+    u = jax.random.uniform(jax.random.fold_in(key, r), mask.shape)
+    return jnp.argsort(jnp.where(mask, u, 2.0))
+
+
 def _perm_idx(key, mask, it, n, min_count: int):
     """Batch ``it`` of ``n`` indices walking concatenated random permutations of the valid
     entries (official ``train``: ``np.random.permutation`` of the stacked memory, repeated,
@@ -400,11 +412,14 @@ def _perm_idx(key, mask, it, n, min_count: int):
     r0 = (it * n) // count
     rounds = -(-n // max(min_count, 1)) + 1
 
-    def perm(j):
-        u = jax.random.uniform(jax.random.fold_in(key, r0 + j), mask.shape)
-        return jnp.argsort(jnp.where(mask, u, 2.0))
-    perms = jax.vmap(perm)(jnp.arange(rounds))
+    perms = jax.vmap(lambda j: permutation_round(key, mask, r0 + j))(jnp.arange(rounds))
     return perms[jnp.clip(q // count - r0, 0, rounds - 1), q % count]
+
+
+def train_keys(key):
+    """``train``'s keys: (dropout and sampling with replacement, positive permutations,
+    negative permutations)."""
+    return jax.random.split(key, 3)
 
 
 def train(config: DATConfig, conv, fc, mom, pos, pos_mask, neg, neg_mask, att_source, key, iters, lr,
@@ -419,7 +434,7 @@ def train(config: DATConfig, conv, fc, mom, pos, pos_mask, neg, neg_mask, att_so
     lrs = _lr_tree(config, fc, lr)
     need_att = needs_attention(config)
     conv_in_norm = need_att and config.clip_with_conv
-    key, kpp, kpn = jax.random.split(key, 3)
+    key, kpp, kpn = train_keys(key)
     mc = min_count or (pos.shape[0], neg.shape[0])
 
     def step(i, carry):
@@ -464,27 +479,32 @@ def _img_wh(frame):
     return jnp.stack([frame.size[1], frame.size[0]]).astype(jnp.float32)
 
 
+def init_draws(config: DATConfig, key, box, img_wh):
+    """The first frame's random boxes, in ``run_mdnet``'s order (``bbreg``; ``pos``;
+    ``neg_uniform`` and ``neg_whole``, whose concatenation permuted is ``neg``), and the keys
+    left: ``(boxes, train key, state key)``."""
+    kb, kp, kn1, kn2, kt, kperm, key = jax.random.split(key, 7)
+    # box regressor on 1000 samples (uniform 0.3, 1.5, aspect 1.1; kept: IoU >= 0.6, area x1-2)
+    bbreg, _ = gen_filtered(kb, "uniform", box, config.n_bbreg, img_wh, 0.3, 1.5, 1.1,
+                            iou_range=(0.6, 1.0), scale_range=(1.0, 2.0))
+    pos, _ = gen_filtered(kp, "gaussian", box, config.n_pos_init, img_wh, 0.1, 1.2, iou_range=(0.7, 1.0))
+    half = config.n_neg_init // 2
+    neg_uniform = gen_filtered(kn1, "uniform", box, half, img_wh, 1.0, 2.0, 1.1, iou_range=(0.0, 0.5))[0]
+    neg_whole = gen_filtered(kn2, "whole", box, config.n_neg_init - half, img_wh, 0.0, 1.2, 1.1,
+                             iou_range=(0.0, 0.5))[0]
+    neg = jax.random.permutation(kperm, jnp.concatenate([neg_uniform, neg_whole]))
+    return dict(bbreg=bbreg, pos=pos, neg_uniform=neg_uniform, neg_whole=neg_whole, neg=neg), kt, key
+
+
 def init(config: DATConfig, params, frame: Frame, box, key) -> DATState:
     """Fit the box regressor, draw the first-frame samples and train fc4-6 (50 iterations)."""
     box = jnp.asarray(box, jnp.float32)
     conv, fc = params["conv"], params["fc"]
-    img_wh = _img_wh(frame)
-    kb, kp, kn1, kn2, kt, kperm, key = jax.random.split(key, 7)
+    draws, kt, key = init_draws(config, key, box, _img_wh(frame))
+    bb_boxes, pos_boxes, neg_boxes = draws["bbreg"], draws["pos"], draws["neg"]
 
-    # box regressor on 1000 samples (uniform 0.3, 1.5, aspect 1.1; kept: IoU >= 0.6, area x1-2)
-    bb_boxes, _ = gen_filtered(kb, "uniform", box, config.n_bbreg, img_wh, 0.3, 1.5, 1.1,
-                               iou_range=(0.6, 1.0), scale_range=(1.0, 2.0))
     bb_feats = extract(config, conv, frame, bb_boxes)
     bbreg_w, bbreg_b = fit_bbreg(config, bb_feats, bb_boxes, box, jnp.ones(config.n_bbreg, bool))
-
-    pos_boxes, _ = gen_filtered(kp, "gaussian", box, config.n_pos_init, img_wh, 0.1, 1.2,
-                                iou_range=(0.7, 1.0))
-    half = config.n_neg_init // 2
-    neg_boxes = jnp.concatenate([
-        gen_filtered(kn1, "uniform", box, half, img_wh, 1.0, 2.0, 1.1, iou_range=(0.0, 0.5))[0],
-        gen_filtered(kn2, "whole", box, config.n_neg_init - half, img_wh, 0.0, 1.2, 1.1,
-                     iou_range=(0.0, 0.5))[0]])
-    neg_boxes = jax.random.permutation(kperm, neg_boxes)
     pos = extract(config, conv, frame, pos_boxes)
     neg = extract(config, conv, frame, neg_boxes)
 
@@ -502,7 +522,7 @@ def init(config: DATConfig, params, frame: Frame, box, key) -> DATState:
                   config.lr_init)
 
     d = pos.shape[1]
-    mdt = jnp.bfloat16
+    mdt = jnp.dtype(config.memory_dtype)
     npu, nnu = config.n_pos_update, config.n_neg_update
     pos_feats = jnp.zeros((config.n_frames_long, npu, d), mdt).at[0].set(pos[:npu].astype(mdt))
     neg_feats = jnp.zeros((config.n_frames_short, nnu, d), mdt).at[0].set(neg[:nnu].astype(mdt))
@@ -546,14 +566,20 @@ def _to_u8(p):
     return jnp.clip(jnp.round(p), 0, 255).astype(jnp.uint8)
 
 
+def collect_boxes(config: DATConfig, key, box, img_wh):
+    """The positives and negatives stored after a successful frame (``run_mdnet``'s
+    ``pos_generator`` / ``neg_generator``)."""
+    kp, kn = jax.random.split(key)
+    pos_boxes, _ = gen_filtered(kp, "gaussian", box, config.n_pos_update, img_wh, 0.1, 1.2,
+                                iou_range=(0.7, 1.0))
+    neg_boxes, _ = gen_filtered(kn, "uniform", box, config.n_neg_update, img_wh, 1.5, 1.2,
+                                iou_range=(0.0, 0.3))
+    return pos_boxes, neg_boxes
+
+
 def _collect(config: DATConfig, conv, frame, state: DATState, key):
     """Store 50 positives / 200 negatives (features) and a few patches of the new box."""
-    img_wh = _img_wh(frame)
-    kp, kn = jax.random.split(key)
-    pos_boxes, _ = gen_filtered(kp, "gaussian", state.box, config.n_pos_update, img_wh, 0.1, 1.2,
-                                iou_range=(0.7, 1.0))
-    neg_boxes, _ = gen_filtered(kn, "uniform", state.box, config.n_neg_update, img_wh, 1.5, 1.2,
-                                iou_range=(0.0, 0.3))
+    pos_boxes, neg_boxes = collect_boxes(config, key, state.box, _img_wh(frame))
     boxes = jnp.concatenate([pos_boxes, neg_boxes])
     feats = extract(config, conv, frame, boxes)
     npos = config.n_pos_update
@@ -574,14 +600,19 @@ def _collect(config: DATConfig, conv, frame, state: DATState, key):
         n_stored=seq + 1)
 
 
+def update_masks(config: DATConfig, state: DATState, short: Any):
+    """The stored samples an update trains on, flat over the rings: positives of the last
+    ``n_frames_short`` stored frames (``short``) or of all, and every stored negative."""
+    recent = state.pos_seq >= state.n_stored - config.n_frames_short
+    pos_ok = (state.pos_seq >= 0) & jnp.where(short, recent, True)
+    return jnp.repeat(pos_ok, config.n_pos_update), jnp.repeat(state.neg_seq >= 0, config.n_neg_update)
+
+
 def _update(config: DATConfig, conv, state: DATState, short: Any, key):
     """Short-term (positives of the last 20 stored frames) or long-term update, 15 iterations."""
     npos, nneg = config.n_pos_update, config.n_neg_update
     d = state.pos_feats.shape[-1]
-    recent = state.pos_seq >= state.n_stored - config.n_frames_short
-    pos_ok = (state.pos_seq >= 0) & jnp.where(short, recent, True)
-    pos_mask = jnp.repeat(pos_ok, npos)
-    neg_mask = jnp.repeat(state.neg_seq >= 0, nneg)
+    pos_mask, neg_mask = update_masks(config, state, short)
     a = config.att_batch
     att_valid = state.att_seq >= 0
     att_pos_flat = state.att_pos.reshape((-1,) + state.att_pos.shape[2:])
@@ -613,14 +644,23 @@ def _update(config: DATConfig, conv, state: DATState, short: Any, key):
     return state._replace(fc=fc, momentum=mom)
 
 
+def step_keys(key):
+    """``track_step``'s keys: (next state key, candidates, stored samples, update)."""
+    return jax.random.split(key, 4)
+
+
+def candidate_boxes(config: DATConfig, key, box, trans_f, img_wh):
+    """The ``n_samples`` candidates scored in a frame (``run_mdnet``'s ``sample_generator``)."""
+    return gen_samples(key, "gaussian", box, config.n_samples, img_wh, trans_f, config.scale_f, valid=True)
+
+
 def track_step(config: DATConfig, params, state: DATState, frame: Frame):
     conv = params["conv"]
     img_wh = _img_wh(frame)
-    key, ks, kc, ku = jax.random.split(state.key, 4)
+    key, ks, kc, ku = step_keys(state.key)
     i = state.frame_index + 1
 
-    samples = gen_samples(ks, "gaussian", state.box, config.n_samples, img_wh, state.trans_f,
-                          config.scale_f, valid=True)
+    samples = candidate_boxes(config, ks, state.box, state.trans_f, img_wh)
     feats = extract(config, conv, frame, samples)
     scores = scores_of(config, state.fc, feats)
     top, idx = lax.top_k(scores, config.top_k)
