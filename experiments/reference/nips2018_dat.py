@@ -759,7 +759,8 @@ class SharedDraws:
             pos, neg = dat.collect_boxes(cfg, kc, after.box, wh)
             self._gen(i, "pos", pos, after.box)
             self._gen(i, "neg", neg, after.box)
-        if lost or i % cfg.long_interval == 0:
+        from jaxtrack import online
+        if lost or online.every(i, cfg.long_interval):
             pos_mask, neg_mask = (np.asarray(m) for m in dat.update_masks(cfg, after, lost))
             self._train(cfg, i, ku, pos_mask, neg_mask,
                         self._official_index(after.pos_seq, pos_mask, cfg.n_pos_update),
@@ -970,7 +971,10 @@ def shared_end_to_end(args, params, seqs, track_tasks, official, report):
     off on both sides); per-frame boxes, scores, failures and seconds of both."""
     from jaxtrack.configs import variant_overrides
     cfg_name = args.configs[0]
+    from jaxtrack import online
+    from jaxtrack.trackers.dat import DATConfig
     overrides = dict(variant_overrides("dat", cfg_name), dropout=0.0, **args.set)
+    cfg = DATConfig(**{"backbone": "vggm", **overrides})
     tasks, ours, fc_ours = [], {}, {}
     for task in track_tasks:
         name = task["name"]
@@ -994,10 +998,12 @@ def shared_end_to_end(args, params, seqs, track_tasks, official, report):
         ref_times = np.concatenate([[out[name]["init_s"]], arrays[name + "_frame_times"]])[:n]
         ref_scores = arrays[name + "_scores"][:n - 1]
         ours_scores = np.asarray([f[0] for f in flags[1:]])
-        ours_fail, ref_fail = [i for i, f in enumerate(flags) if f[1]], [i + 1 for i, v in enumerate(ref_scores) if v <= 0]
-        upd = lambda fails: sorted(set(fails) | {i for i in range(1, n) if i % 10 == 0})   # noqa: E731
-        plain = [i for i in range(2, n) if i not in set(upd(ours_fail)) | set(upd(ref_fail))]
-        both_upd = [i for i in range(2, n) if i in set(upd(ours_fail)) & set(upd(ref_fail))]
+        ours_fail = [i for i, f in enumerate(flags) if f[1]]
+        ref_fail = [i + 1 for i, v in enumerate(ref_scores) if v <= cfg.success_thr]
+        periodic = {i for i in range(1, n) if online.every(i, cfg.long_interval)}
+        ours_upd, ref_upd = periodic | set(ours_fail), periodic | set(ref_fail)
+        plain = [i for i in range(2, n) if i not in ours_upd | ref_upd]
+        both_upd = [i for i in range(2, n) if i in ours_upd & ref_upd]
         times, ref_times = np.asarray(times), np.asarray(ref_times)
         report[f"{name}_{cfg_name}_shared_draws"] = {
             "agreement": agreement(boxes, ref_boxes), "crops": "official" if args.own_crops else "jaxtrack's (D9 shim)",
