@@ -55,6 +55,14 @@ Run-time shims (the reference's files are not modified on disk; each is needed t
   the maps come back without a graph and the regulariser silently gets no gradient (measured:
   ``create_graph_check`` in the JSON). The shim: ``Tensor.backward`` with a ``gradient`` and no
   ``create_graph`` passes ``create_graph=True`` (0.3's rule; ``gradient`` is never volatile).
+- Gradient clipping: ``torch.nn.utils.clip_grad_norm`` is PyTorch 0.3's (per-parameter
+  norms summed as Python floats, grads scaled when ``max_norm / (norm + 1e-6) < 1``) with each
+  norm taken in float64, as 0.3's CPU ``THTensor_(normall)`` accumulated (``accreal``, double
+  for float tensors). Today's float32 CPU norm kernel is off by 1.5e-5 on a 2.4M-entry vector
+  (fc4's gradient) and gave the official clip norm 5e-5 below the float64 norm of its own
+  gradients; the norm is 300-5500 against a max of 10, so every step is clipped and that
+  error scaled every step (measured with ``--trace-init``; ``--torch-clip-norm`` keeps
+  today's kernel).
 - ``scipy.misc.imresize`` (removed from SciPy 1.3): ``PIL.Image.fromarray(uint8).resize((w, h),
   BILINEAR)``, what ``imresize`` did for uint8 RGB (``bytescale`` leaves uint8 unchanged).
 - Contiguous: ``RegionExtractor`` returns ``torch.from_numpy`` of ``regions.transpose(0, 3, 1,
@@ -86,6 +94,10 @@ Run-time shims (the reference's files are not modified on disk; each is needed t
   ``data_prov.crop_image`` returns jaxtrack's crop of the same box.
 - Observation: ``sys.settrace`` copies ``train``'s locals at return (losses, maps);
   ``torch.nn.utils.clip_grad_norm`` is wrapped to record the gradients and their norm.
+  ``--trace-init`` (with ``--shared-draws``): ``torch.optim.SGD.step`` and ``clip_grad_norm``
+  are wrapped to record, per first-frame iteration, fc after the step and (from ``train``'s
+  frame) the losses, the clip norm and the hard-negative candidate scores; jaxtrack's side is
+  :func:`trace_jaxtrack_init`.
 """
 from __future__ import annotations
 
@@ -150,6 +162,17 @@ def _install(job):
         return plain_backward(self, gradient, retain_graph, create_graph, **kw)
     torch.Tensor.backward = backward
 
+    def clip_grad_norm(parameters, max_norm, norm_type=2):      # shim: PyTorch 0.3's clip_grad_norm (docstring)
+        params = [q for q in parameters if q.grad is not None]
+        total = sum(float(q.grad.detach().double().norm(norm_type)) ** norm_type for q in params) ** (1.0 / norm_type)
+        coef = max_norm / (total + 1e-6)
+        if coef < 1:
+            for q in params:
+                q.grad.detach().mul_(coef)
+        return total
+    if job.get("clip_norm_float64", True):
+        torch.nn.utils.clip_grad_norm = clip_grad_norm
+
     from PIL import Image
     import scipy
     misc = types.ModuleType("scipy.misc")
@@ -193,6 +216,54 @@ def _no_dropout(model, torch):
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+
+
+def _fc_of(model):
+    """fc4-6 of an official model in jaxtrack's layout (``{fc4_kernel: [4608 (h, w, c), 512], ...}``)."""
+    lin = {"fc4": model.layers.fc4[1], "fc5": model.layers.fc5[1], "fc6": model.branches[0][1]}
+    out = {}
+    for name, layer in lin.items():
+        w = layer.weight.detach().numpy().astype(np.float32)
+        out[name + "_kernel"] = _hwc_rows(w) if name == "fc4" else w.T.copy()
+        out[name + "_bias"] = layer.bias.detach().numpy().astype(np.float32).copy()
+    return out
+
+
+def _trace_row(fc):
+    """What ``--trace-init`` keeps of fc after an iteration: fc4's first ``TRACE_COLUMNS``
+    output units, fc5 and fc6 whole."""
+    return {k: np.asarray(v)[:, :TRACE_COLUMNS] if k == "fc4_kernel" else np.asarray(v) for k, v in fc.items()}
+
+
+TRACE_COLUMNS = 64
+
+
+def _trace_official(torch, replay, models):
+    """``--trace-init`` in the child: per first-frame iteration, fc after ``optimizer.step``,
+    and at the clip (``train``'s locals, read from its frame): BCE, reciprocative loss, the
+    clip norm and the 33 highest hard-negative candidate scores. Returns (trace, remove)."""
+    trace = {"fc": [], "loss": [], "norm": [], "top": []}
+    clip, step = torch.nn.utils.clip_grad_norm, torch.optim.SGD.step
+
+    def clip_rec(params, max_norm, *a, **k):
+        norm = clip(params, max_norm, *a, **k)
+        if replay.frame == 0:
+            loc = sys._getframe(1).f_locals
+            trace["loss"].append([float(loc["loss"].detach()), float(loc["spaloss"].detach())])
+            trace["norm"].append(float(norm))
+            trace["top"].append(np.sort(loc["neg_cand_score"].numpy().astype(np.float64))[::-1][:33])
+        return norm
+
+    def step_rec(self, *a, **k):
+        r = step(self, *a, **k)
+        if replay.frame == 0:
+            trace["fc"].append(_trace_row(_fc_of(models[-1])))
+        return r
+    torch.nn.utils.clip_grad_norm, torch.optim.SGD.step = clip_rec, step_rec
+
+    def remove():
+        torch.nn.utils.clip_grad_norm, torch.optim.SGD.step = clip, step
+    return trace, remove
 
 
 def _hwc(feats):
@@ -385,6 +456,9 @@ def task_track(task, job, torch, rt, opts, fc, out, arrays):
     torch.manual_seed(456)
     rt.img_list = task["frames"]
     replay = _Replay(task, rt, job, models) if task.get("replay") else None
+    trace = None
+    if task.get("trace_init"):
+        trace, untrace = _trace_official(torch, replay, models)
     import contextlib
     import io
     printed = io.StringIO()                 # its per-frame lines "Frame i/n, Score s, Time t"
@@ -397,6 +471,8 @@ def task_track(task, job, torch, rt, opts, fc, out, arrays):
         torch.set_default_dtype(plain_dtype)
         if replay is not None:
             replay.remove()
+        if trace is not None:
+            untrace()
     wall = time.perf_counter() - t0
     frame_times = [float(t) for t in re.findall(r"Time ([0-9.]+)", printed.getvalue())]
     arrays[task["name"] + "_boxes"] = result_bb
@@ -408,6 +484,11 @@ def task_track(task, job, torch, rt, opts, fc, out, arrays):
         out[task["name"]]["replay"] = replay.report()
         for k, v in replay.fc_after_init.items():
             arrays[task["name"] + "_fc_after_init_" + k] = v
+    if trace is not None and trace["fc"]:
+        for k in trace["fc"][0]:
+            arrays[task["name"] + "_trace_" + k] = np.stack([row[k] for row in trace["fc"]])
+        for k in ("loss", "norm", "top"):
+            arrays[task["name"] + "_trace_" + k] = np.asarray(trace[k])
 
 
 class _Replay:
@@ -473,13 +554,8 @@ class _Replay:
         role = self.role(generator, overlap_range, scale_range)
         if role == "cand":
             self.frame, self.perm_k = self.frame + 1, 0
-            if self.frame == 1:         # fc4-6 after the first frame's training, in jaxtrack's layout
-                m = self.models[-1]
-                lin = {"fc4": m.layers.fc4[1], "fc5": m.layers.fc5[1], "fc6": m.branches[0][1]}
-                for name, layer in lin.items():
-                    w = layer.weight.detach().numpy().T.copy()
-                    self.fc_after_init[name + "_kernel"] = _hwc_rows(w.T) if name == "fc4" else w
-                    self.fc_after_init[name + "_bias"] = layer.bias.detach().numpy().copy()
+            if self.frame == 1:         # fc4-6 after the first frame's training
+                self.fc_after_init = _fc_of(self.models[-1])
         k = f"f{self.frame}_gen_{role}"
         if k in self.z and len(self.z[k]) == n:
             off = float(np.max(np.abs(np.asarray(bbox, np.float64) - self.z[f"f{self.frame}_box_{role}"])))
@@ -718,6 +794,70 @@ def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0, draws=None):
     return np.stack(boxes), times, flags
 
 
+def trace_jaxtrack_init(params, seq, overrides, seed: int = 0):
+    """jaxtrack's first-frame training iteration by iteration (``--trace-init``, a diagnostic):
+    ``init`` outside jit with the training loop's body jitted and run from Python; after each
+    iteration fc (:func:`_trace_row`), and from inside the body the BCE and reciprocative
+    losses and the 33 highest hard-negative candidate scores (``jax.debug.callback``). The
+    same key and frame as :func:`run_jaxtrack`, so the same draws."""
+    import dataclasses
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    import jaxtrack
+    from jaxtrack.frames import pad_frame
+    from jaxtrack.trackers import dat
+    t = dataclasses.replace(jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, **overrides),
+                            params=params)
+    trace = {"fc": [], "loss": [], "top": []}
+    plain = (lax.fori_loop, lax.top_k, dat.classifier_loss)
+
+    def fori_loop(lo, hi, body, carry):
+        if not (isinstance(carry, tuple) and len(carry) == 3 and isinstance(carry[0], dict) and "fc4" in carry[0]):
+            return plain[0](lo, hi, body, carry)
+        body = jax.jit(body)
+        for i in range(lo, hi):
+            carry = body(i, carry)
+            jax.effects_barrier()
+            trace["fc"].append(_trace_row({f"{k}_{n}": v[n] for k, v in carry[0].items() for n in ("kernel", "bias")}))
+        return carry
+
+    def top_k(x, k):
+        jax.debug.callback(lambda v: trace["top"].append(np.asarray(v, np.float64)), plain[1](x, k + 1)[0])
+        return plain[1](x, k)
+
+    def classifier_loss(*a, **k):
+        out = plain[2](*a, **k)
+        jax.debug.callback(lambda b, r: trace["loss"].append([float(b), float(r)]), *out[1])
+        return out
+    lax.fori_loop, lax.top_k, dat.classifier_loss = fori_loop, top_k, classifier_loss
+    try:
+        t.init(params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), jax.random.PRNGKey(seed))
+    finally:
+        lax.fori_loop, lax.top_k, dat.classifier_loss = plain
+    return trace
+
+
+def trace_table(ours, arrays, name):
+    """Per first-frame iteration: max relative difference of fc4 (traced columns), fc5, fc6;
+    both sides' losses; the largest difference of the 32 hard-negative scores; each side's
+    gap between the 32nd and 33rd candidate score (a near tie changes the hard set)."""
+    rows = []
+    n = min(len(ours["fc"]), len(arrays[name + "_trace_fc5_kernel"]))
+    for i in range(n):
+        row = {"iter": i + 1}
+        for k in ("fc4_kernel", "fc5_kernel", "fc6_kernel"):
+            row[k] = rel(ours["fc"][i][k], arrays[name + "_trace_" + k][i])
+        row["bce"] = [round(ours["loss"][i][0], 6), round(float(arrays[name + "_trace_loss"][i][0]), 6)]
+        row["reg"] = [round(ours["loss"][i][1], 6), round(float(arrays[name + "_trace_loss"][i][1]), 6)]
+        a, b = ours["top"][i], arrays[name + "_trace_top"][i]
+        row["hard_scores_max_abs"] = float(np.abs(a[:32] - b[:32]).max())
+        row["gap_32_33"] = [float(a[31] - a[32]), float(b[31] - b[32])]
+        row["clip_norm_official"] = float(arrays[name + "_trace_norm"][i])
+        rows.append(row)
+    return rows
+
+
 class SharedDraws:
     """jaxtrack's random boxes and batch permutations, frame by frame, named as the official
     ``run_mdnet`` asks for them, for the child to replay (``--shared-draws``).
@@ -822,6 +962,11 @@ def main(argv=None):
                          "sensitivity)")
     ap.add_argument("--own-crops", action="store_true",
                     help="with --shared-draws: the official code keeps its own crops (default: jaxtrack's, D9)")
+    ap.add_argument("--trace-init", action="store_true",
+                    help="with --shared-draws: both programs' first-frame training iteration by iteration (fc, "
+                         "losses, hard-negative scores)")
+    ap.add_argument("--torch-clip-norm", action="store_true",
+                    help="the official clip norm by today's float32 torch kernel instead of shim R5")
     args = ap.parse_args(argv)
     both = {}
     for item in args.set:
@@ -904,7 +1049,8 @@ def main(argv=None):
                                 "box": np.asarray(seqs[name].gt[0]).tolist(), "opts": args.set})
 
     pythonpath = [os.path.join(ref, "modules"), os.path.join(ref, "tracking")] + ([args.sklearn] if args.sklearn else [])
-    job = {"dirs": pythonpath[:2], "mat": mat, "fc": fcp, "threads": args.threads}
+    job = {"dirs": pythonpath[:2], "mat": mat, "fc": fcp, "threads": args.threads,
+           "clip_norm_float64": not args.torch_clip_norm}
 
     def official(tasks, sub):
         os.makedirs(os.path.join(workdir, sub), exist_ok=True)
@@ -975,20 +1121,22 @@ def shared_end_to_end(args, params, seqs, track_tasks, official, report):
     from jaxtrack.trackers.dat import DATConfig
     overrides = dict(variant_overrides("dat", cfg_name), dropout=0.0, **args.set)
     cfg = DATConfig(**{"backbone": "vggm", **overrides})
-    tasks, ours, fc_ours = [], {}, {}
+    tasks, ours, fc_ours, traces = [], {}, {}, {}
     for task in track_tasks:
         name = task["name"]
         seq, n = seqs[name], len(task["frames"])
         h, w = seq.frame(0).shape[:2]
         draws = SharedDraws((w, h))
         ours[name] = run_jaxtrack(params, seq, overrides, n, draws=draws)
+        if args.trace_init:
+            traces[name] = trace_jaxtrack_init(params, seq, overrides)
         path = os.path.join(args.workdir or ".", f"{name}_replay.npz")
         draws.save(path)
         fc_ours[name] = draws.fc_after_init
         np.savez(os.path.join(args.workdir or ".", f"{name}_jaxtrack_fc_after_init.npz"), **draws.fc_after_init)
         tasks.append(dict(task, replay=path, inject_crops=not args.own_crops, no_dropout=True,
-                          float64=args.official_float64))
-    sub = "track_shared" + ("_own_crops" if args.own_crops else "") + ("_float64" if args.official_float64 else "")
+                          float64=args.official_float64, trace_init=args.trace_init))
+    sub = "track_shared" + ("_own_crops" if args.own_crops else "") + ("_float64" if args.official_float64 else "") + ("_trace" if args.trace_init else "")
     out, arrays = official(tasks, sub)
     for task in tasks:
         name = task["name"]
@@ -1024,6 +1172,14 @@ def shared_end_to_end(args, params, seqs, track_tasks, official, report):
                         "official_crop_s": out[name]["replay"]["crop_s"],
                         "per_frame_jaxtrack": times.round(3).tolist(), "per_frame_official": ref_times.round(3).tolist()},
             "boxes_jaxtrack": boxes.round(2).tolist(), "boxes_official": ref_boxes.round(2).tolist()}
+        if name in traces:
+            rows = trace_table(traces[name], arrays, name)
+            report[f"{name}_{cfg_name}_shared_draws"]["trace_init"] = rows
+            last = traces[name]["fc"][-1]
+            report[f"{name}_{cfg_name}_shared_draws"]["trace_vs_jitted_init"] = {
+                k: rel(last[k], fc_ours[name][k]) for k in ("fc5_kernel", "fc6_kernel", "fc4_bias")}
+            for r in rows:
+                print(compact_json(r), flush=True)
         write_report(args.json_track or args.json, report)
         print(compact_json(report[f"{name}_{cfg_name}_shared_draws"]["agreement"]), flush=True)
 
