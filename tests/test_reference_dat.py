@@ -123,7 +123,9 @@ def test_hard_negatives_losses_and_clip_norm():
     assert rel(o["bce"], t["bce"]) < TOL
     assert rel(o["reg"], t["reg"]) < TOL
     leaves = jax.tree_util.tree_leaves((o["gfc"], o["gconv"]))
-    assert rel(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in leaves)), t["clip_norm"]) < TOL
+    # the official norm is in float64 (the harness's PyTorch 0.3 clip shim); measured 2e-8 apart.
+    # A float32 accumulation like today's torch kernel (5e-5 off, D14) fails this.
+    assert rel(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in leaves)), t["clip_norm"]) < 1e-6
 
 
 @pytest.mark.parametrize("layer", ["fc4", "fc5", "fc6"])
