@@ -611,7 +611,7 @@ def write_weights(params, folder):
     mat = os.path.join(folder, "imagenet-vgg-m.mat")
     vggm.save_vggm_mat(mat, params["conv"])
     fcp = os.path.join(folder, "fc.npz")
-    np.savez(fcp, **{f"{k}_{n}": np.asarray(v[n]) for k, v in params["fc"].items() for n in ("kernel", "bias")})
+    np.savez(fcp, **_flat_fc(params["fc"]))
     return mat, fcp
 
 
@@ -758,19 +758,29 @@ def _hwc_rows(w):
     return w.reshape(512, 512, 3, 3).transpose(2, 3, 1, 0).reshape(4608, 512)
 
 
+def _flat_fc(fc):
+    """fc4-6 as ``{fc4_kernel, fc4_bias, ...}`` NumPy arrays (the layout the harness compares)."""
+    return {f"{k}_{n}": np.asarray(v[n]) for k, v in fc.items() for n in ("kernel", "bias")}
+
+
+def _jaxtrack_dat(params, overrides):
+    """jaxtrack's VGG-M DAT with the shared weights and ``overrides``."""
+    import dataclasses
+    import jaxtrack
+    return dataclasses.replace(jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, **overrides),
+                               params=params)
+
+
 def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0, draws=None):
     """jaxtrack's jitted DAT on the first ``num_frames`` frames: boxes [N, 4], per-frame
     seconds (frame 0: init, compilation included; frame 1: the step's compilation included)
     and per-frame ``(score, lost)``. ``draws``: a :class:`SharedDraws` told every state
     (outside the timed part)."""
-    import dataclasses
     import jax
     import jax.numpy as jnp
-    import jaxtrack
     from jaxtrack.driver import JitTracker
     from jaxtrack.frames import pad_frame
-    t = dataclasses.replace(jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, **overrides),
-                            params=params)
+    t = _jaxtrack_dat(params, overrides)
     jt = JitTracker(t)
     boxes, times, flags = [np.asarray(seq.gt[0], np.float64)], [], [(float("nan"), False)]
     key, box = jax.random.PRNGKey(seed), jnp.asarray(seq.gt[0], jnp.float32)
@@ -780,7 +790,7 @@ def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0, draws=None):
     times.append(time.perf_counter() - t0)
     if draws is not None:
         draws.first_frame(t.config, key, box)
-        draws.fc_after_init = {f"{k}_{n}": np.asarray(v[n]) for k, v in state.fc.items() for n in ("kernel", "bias")}
+        draws.fc_after_init = _flat_fc(state.fc)
     for i in range(1, num_frames):
         frame = pad_frame(seq.frame(i))
         t0 = time.perf_counter()
@@ -800,15 +810,12 @@ def trace_jaxtrack_init(params, seq, overrides, seed: int = 0):
     iteration fc (:func:`_trace_row`), and from inside the body the BCE and reciprocative
     losses and the 33 highest hard-negative candidate scores (``jax.debug.callback``). The
     same key and frame as :func:`run_jaxtrack`, so the same draws."""
-    import dataclasses
     import jax
     import jax.numpy as jnp
     from jax import lax
-    import jaxtrack
     from jaxtrack.frames import pad_frame
     from jaxtrack.trackers import dat
-    t = dataclasses.replace(jaxtrack.make_tracker("dat", backbone="vggm", allow_random=True, **overrides),
-                            params=params)
+    t = _jaxtrack_dat(params, overrides)
     trace = {"fc": [], "loss": [], "top": []}
     plain = (lax.fori_loop, lax.top_k, dat.classifier_loss)
 
@@ -819,7 +826,7 @@ def trace_jaxtrack_init(params, seq, overrides, seed: int = 0):
         for i in range(lo, hi):
             carry = body(i, carry)
             jax.effects_barrier()
-            trace["fc"].append(_trace_row({f"{k}_{n}": v[n] for k, v in carry[0].items() for n in ("kernel", "bias")}))
+            trace["fc"].append(_trace_row(_flat_fc(carry[0])))
         return carry
 
     def top_k(x, k):
