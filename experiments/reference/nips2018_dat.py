@@ -95,9 +95,10 @@ Run-time shims (the reference's files are not modified on disk; each is needed t
 - Observation: ``sys.settrace`` copies ``train``'s locals at return (losses, maps);
   ``torch.nn.utils.clip_grad_norm`` is wrapped to record the gradients and their norm.
   ``--trace-init`` (with ``--shared-draws``): ``torch.optim.SGD.step`` and ``clip_grad_norm``
-  are wrapped to record, per first-frame iteration, fc after the step and (from ``train``'s
+  are wrapped to record, per training iteration, fc after the step and (from ``train``'s
   frame) the losses, the clip norm and the hard-negative candidate scores; jaxtrack's side is
-  :func:`trace_jaxtrack_init`.
+  :func:`trace_jaxtrack`; ``--trace-frames N`` extends both to the online updates of frames
+  ``1..N-1``.
 """
 from __future__ import annotations
 
@@ -238,25 +239,28 @@ def _trace_row(fc):
 TRACE_COLUMNS = 64
 
 
-def _trace_official(torch, replay, models):
-    """``--trace-init`` in the child: per first-frame iteration, fc after ``optimizer.step``,
-    and at the clip (``train``'s locals, read from its frame): BCE, reciprocative loss, the
-    clip norm and the 33 highest hard-negative candidate scores. Returns (trace, remove)."""
-    trace = {"fc": [], "loss": [], "norm": [], "top": []}
+def _trace_official(torch, replay, models, frames: int = 1):
+    """``--trace-init`` in the child: per training iteration of frames ``0..frames-1`` (the
+    first-frame training, then the online updates), fc after ``optimizer.step``, and at the
+    clip (``train``'s locals, read from its frame): BCE, reciprocative loss, the clip norm and
+    the 33 highest hard-negative candidate scores, each row with its frame. Returns (trace,
+    remove)."""
+    trace = {"fc": [], "loss": [], "norm": [], "top": [], "frame": []}
     clip, step = torch.nn.utils.clip_grad_norm, torch.optim.SGD.step
 
     def clip_rec(params, max_norm, *a, **k):
         norm = clip(params, max_norm, *a, **k)
-        if replay.frame == 0:
+        if replay.frame < frames:
             loc = sys._getframe(1).f_locals
             trace["loss"].append([float(loc["loss"].detach()), float(loc["spaloss"].detach())])
             trace["norm"].append(float(norm))
             trace["top"].append(np.sort(loc["neg_cand_score"].numpy().astype(np.float64))[::-1][:33])
+            trace["frame"].append(replay.frame)
         return norm
 
     def step_rec(self, *a, **k):
         r = step(self, *a, **k)
-        if replay.frame == 0:
+        if replay.frame < frames:
             trace["fc"].append(_trace_row(_fc_of(models[-1])))
         return r
     torch.nn.utils.clip_grad_norm, torch.optim.SGD.step = clip_rec, step_rec
@@ -458,7 +462,7 @@ def task_track(task, job, torch, rt, opts, fc, out, arrays):
     replay = _Replay(task, rt, job, models) if task.get("replay") else None
     trace = None
     if task.get("trace_init"):
-        trace, untrace = _trace_official(torch, replay, models)
+        trace, untrace = _trace_official(torch, replay, models, task.get("trace_frames", 1))
     import contextlib
     import io
     printed = io.StringIO()                 # its per-frame lines "Frame i/n, Score s, Time t"
@@ -487,7 +491,7 @@ def task_track(task, job, torch, rt, opts, fc, out, arrays):
     if trace is not None and trace["fc"]:
         for k in trace["fc"][0]:
             arrays[task["name"] + "_trace_" + k] = np.stack([row[k] for row in trace["fc"]])
-        for k in ("loss", "norm", "top"):
+        for k in ("loss", "norm", "top", "frame"):
             arrays[task["name"] + "_trace_" + k] = np.asarray(trace[k])
 
 
@@ -804,20 +808,25 @@ def run_jaxtrack(params, seq, overrides, num_frames, seed: int = 0, draws=None):
     return np.stack(boxes), times, flags
 
 
-def trace_jaxtrack_init(params, seq, overrides, seed: int = 0):
-    """jaxtrack's first-frame training iteration by iteration (``--trace-init``, a diagnostic):
-    ``init`` outside jit with the training loop's body jitted and run from Python; after each
-    iteration fc (:func:`_trace_row`), and from inside the body the BCE and reciprocative
-    losses and the 33 highest hard-negative candidate scores (``jax.debug.callback``). The
-    same key and frame as :func:`run_jaxtrack`, so the same draws."""
+def trace_jaxtrack(params, seq, overrides, frames: int = 1, seed: int = 0):
+    """jaxtrack's training iteration by iteration (``--trace-init``, a diagnostic): ``init``
+    and then ``track_step`` on frames ``1..frames-1``, outside jit, with the training loop's
+    body jitted and run from Python (``online.when`` a Python branch); after each iteration
+    fc (:func:`_trace_row`), and from inside the body the BCE and reciprocative losses and
+    the 33 highest hard-negative candidate scores (``jax.debug.callback``), each row with its
+    frame; per frame the (score, lost) of the step. The same key and frames as
+    :func:`run_jaxtrack`, so the same draws."""
     import jax
     import jax.numpy as jnp
     from jax import lax
+    from jaxtrack import online
     from jaxtrack.frames import pad_frame
     from jaxtrack.trackers import dat
     t = _jaxtrack_dat(params, overrides)
-    trace = {"fc": [], "loss": [], "top": []}
-    plain = (lax.fori_loop, lax.top_k, dat.classifier_loss)
+    cfg = t.config
+    trace = {"fc": [], "loss": [], "top": [], "frame": [], "flags": []}
+    plain = (lax.fori_loop, lax.top_k, dat.classifier_loss, online.when)
+    current = [0]
 
     def fori_loop(lo, hi, body, carry):
         if not (isinstance(carry, tuple) and len(carry) == 3 and isinstance(carry[0], dict) and "fc4" in carry[0]):
@@ -827,40 +836,54 @@ def trace_jaxtrack_init(params, seq, overrides, seed: int = 0):
             carry = body(i, carry)
             jax.effects_barrier()
             trace["fc"].append(_trace_row(_flat_fc(carry[0])))
+            trace["frame"].append(current[0])
         return carry
 
     def top_k(x, k):
-        jax.debug.callback(lambda v: trace["top"].append(np.asarray(v, np.float64)), plain[1](x, k + 1)[0])
+        if k == cfg.batch_neg and x.shape[-1] == max(cfg.batch_neg_cand, cfg.batch_neg):   # the hard negatives
+            jax.debug.callback(lambda v: trace["top"].append(np.asarray(v, np.float64)), plain[1](x, k + 1)[0])
         return plain[1](x, k)
 
     def classifier_loss(*a, **k):
         out = plain[2](*a, **k)
         jax.debug.callback(lambda b, r: trace["loss"].append([float(b), float(r)]), *out[1])
         return out
-    lax.fori_loop, lax.top_k, dat.classifier_loss = fori_loop, top_k, classifier_loss
+
+    def when(pred, update_fn, state):
+        return update_fn(state) if bool(pred) else state
+    lax.fori_loop, lax.top_k, dat.classifier_loss, online.when = fori_loop, top_k, classifier_loss, when
     try:
-        t.init(params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), jax.random.PRNGKey(seed))
+        state = t.init(params, pad_frame(seq.frame(0)), jnp.asarray(seq.gt[0], jnp.float32), jax.random.PRNGKey(seed))
+        for i in range(1, frames):
+            current[0] = i
+            state, out = t.track_step(params, state, pad_frame(seq.frame(i)))
+            trace["flags"].append((float(out.score), bool(out.lost)))
     finally:
-        lax.fori_loop, lax.top_k, dat.classifier_loss = plain
+        lax.fori_loop, lax.top_k, dat.classifier_loss, online.when = plain
     return trace
 
 
 def trace_table(ours, arrays, name):
-    """Per first-frame iteration: max relative difference of fc4 (traced columns), fc5, fc6;
-    both sides' losses; the largest difference of the 32 hard-negative scores; each side's
-    gap between the 32nd and 33rd candidate score (a near tie changes the hard set)."""
+    """Per training iteration of each frame both programs trained in: max relative difference
+    of fc4 (traced columns), fc5, fc6; both sides' losses; the largest difference of the 32
+    hard-negative scores; each side's gap between the 32nd and 33rd candidate score (a near
+    tie changes the hard set)."""
     rows = []
-    n = min(len(ours["fc"]), len(arrays[name + "_trace_fc5_kernel"]))
-    for i in range(n):
-        row = {"iter": i + 1}
+    ours_frame, ref_frame = np.asarray(ours["frame"]), np.asarray(arrays[name + "_trace_frame"])
+    pairs = []
+    for f in sorted(set(ours_frame.tolist()) & set(ref_frame.tolist())):
+        a, b = np.flatnonzero(ours_frame == f), np.flatnonzero(ref_frame == f)
+        pairs += [(f, n + 1, i, j) for n, (i, j) in enumerate(zip(a, b))]
+    for f, it, i, j in pairs:
+        row = {"frame": int(f), "iter": it}
         for k in ("fc4_kernel", "fc5_kernel", "fc6_kernel"):
-            row[k] = rel(ours["fc"][i][k], arrays[name + "_trace_" + k][i])
-        row["bce"] = [round(ours["loss"][i][0], 6), round(float(arrays[name + "_trace_loss"][i][0]), 6)]
-        row["reg"] = [round(ours["loss"][i][1], 6), round(float(arrays[name + "_trace_loss"][i][1]), 6)]
-        a, b = ours["top"][i], arrays[name + "_trace_top"][i]
+            row[k] = rel(ours["fc"][i][k], arrays[name + "_trace_" + k][j])
+        row["bce"] = [round(ours["loss"][i][0], 6), round(float(arrays[name + "_trace_loss"][j][0]), 6)]
+        row["reg"] = [round(ours["loss"][i][1], 6), round(float(arrays[name + "_trace_loss"][j][1]), 6)]
+        a, b = ours["top"][i], arrays[name + "_trace_top"][j]
         row["hard_scores_max_abs"] = float(np.abs(a[:32] - b[:32]).max())
         row["gap_32_33"] = [float(a[31] - a[32]), float(b[31] - b[32])]
-        row["clip_norm_official"] = float(arrays[name + "_trace_norm"][i])
+        row["clip_norm_official"] = float(arrays[name + "_trace_norm"][j])
         rows.append(row)
     return rows
 
@@ -972,6 +995,9 @@ def main(argv=None):
     ap.add_argument("--trace-init", action="store_true",
                     help="with --shared-draws: both programs' first-frame training iteration by iteration (fc, "
                          "losses, hard-negative scores)")
+    ap.add_argument("--trace-frames", type=int, default=1,
+                    help="with --trace-init: also trace the online updates of frames 1..N-1 (default 1: the "
+                         "first frame only)")
     ap.add_argument("--torch-clip-norm", action="store_true",
                     help="the official clip norm by today's float32 torch kernel instead of shim R5")
     args = ap.parse_args(argv)
@@ -1136,13 +1162,14 @@ def shared_end_to_end(args, params, seqs, track_tasks, official, report):
         draws = SharedDraws((w, h))
         ours[name] = run_jaxtrack(params, seq, overrides, n, draws=draws)
         if args.trace_init:
-            traces[name] = trace_jaxtrack_init(params, seq, overrides)
+            traces[name] = trace_jaxtrack(params, seq, overrides, args.trace_frames)
         path = os.path.join(args.workdir or ".", f"{name}_replay.npz")
         draws.save(path)
         fc_ours[name] = draws.fc_after_init
         np.savez(os.path.join(args.workdir or ".", f"{name}_jaxtrack_fc_after_init.npz"), **draws.fc_after_init)
         tasks.append(dict(task, replay=path, inject_crops=not args.own_crops, no_dropout=True,
-                          float64=args.official_float64, trace_init=args.trace_init))
+                          float64=args.official_float64, trace_init=args.trace_init,
+                          trace_frames=args.trace_frames))
     sub = "track_shared" + ("_own_crops" if args.own_crops else "") + ("_float64" if args.official_float64 else "") + ("_trace" if args.trace_init else "")
     out, arrays = official(tasks, sub)
     for task in tasks:
@@ -1182,7 +1209,8 @@ def shared_end_to_end(args, params, seqs, track_tasks, official, report):
         if name in traces:
             rows = trace_table(traces[name], arrays, name)
             report[f"{name}_{cfg_name}_shared_draws"]["trace_init"] = rows
-            last = traces[name]["fc"][-1]
+            report[f"{name}_{cfg_name}_shared_draws"]["trace_flags_jaxtrack_eager"] = traces[name]["flags"]
+            last = traces[name]["fc"][int(np.sum(np.asarray(traces[name]["frame"]) == 0)) - 1]
             report[f"{name}_{cfg_name}_shared_draws"]["trace_vs_jitted_init"] = {
                 k: rel(last[k], fc_ours[name][k]) for k in ("fc5_kernel", "fc6_kernel", "fc4_bias")}
             for r in rows:
