@@ -361,7 +361,7 @@ def attention_maps(config: DATConfig, conv, fc, patches):
     name, k, stride, pad = FIRST_CONV[config.backbone]
     n = (patches.shape[1] + 2 * pad - k) // stride + 1
     first = conv[name]
-    zero = jnp.zeros((patches.shape[0], n, n, first["bias"].shape[-1]), jnp.float32)
+    zero = jnp.zeros((patches.shape[0], n, n, first["bias"].shape[-1]), first["bias"].dtype)
 
     def at_offset(d):
         return logits({**conv, name: {**first, "bias": first["bias"] + d}}, patches)
