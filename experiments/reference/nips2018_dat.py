@@ -1011,6 +1011,11 @@ def main(argv=None):
     args.set = both
     if args.shared_draws and len(args.configs) != 1:
         ap.error("--shared-draws compares one jaxtrack setting: give one --configs entry")
+    if args.trace_init and not args.shared_draws:
+        ap.error("--trace-init compares the programs step by step: it needs --shared-draws")
+    if args.trace_frames != 1 and not (args.trace_init and 1 <= args.trace_frames <= args.frames):
+        ap.error(f"--trace-frames {args.trace_frames}: needs --trace-init and a value from 1 to --frames "
+                 f"({args.frames})")
     if args.worker:
         return worker(args.worker)
     ref = args.reference and (args.reference if os.path.isdir(os.path.join(args.reference, "modules"))
